@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from labkit import protocol as p
 from labkit.auth import make_token
@@ -105,8 +108,34 @@ async def handle_line(client: Client, line: str, state: dict[str, str]) -> str |
     return HELP
 
 
-async def run_chat(user: str, urls: list[str], secret: str, channel: str) -> int:
+def load_resume_state(client: Client, path: Path) -> None:
+    """Seed ``last_seen``/``epochs`` from the file an earlier ``labkit chat`` left behind, so a
+    restarted chat resumes where it stopped and prints what it missed (gap-fill)."""
+    try:
+        saved = json.loads(path.read_text())
+        last_seen = {str(k): int(v) for k, v in saved["last_seen"].items()}
+        epochs = {str(k): str(v) for k, v in saved["epochs"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return
+    client.state.last_seen.update(last_seen)
+    client.state.epochs.update(epochs)
+
+
+def save_resume_state(client: Client, path: Path) -> None:
+    """Write ``last_seen``/``epochs`` atomically (a killed chat leaves a whole file or none)."""
+    last_seen, epochs = client.state.hello_fields()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"last_seen": last_seen, "epochs": epochs}))
+    os.replace(tmp, path)
+
+
+async def run_chat(
+    user: str, urls: list[str], secret: str, channel: str, state_file: Path | None = None
+) -> int:
     client = Client(user, urls, lambda: make_token(user, secret, now=time.time()))
+    if state_file is not None:
+        load_resume_state(client, state_file)
     try:
         await client.connect()
     except Unauthorized as exc:
@@ -124,9 +153,13 @@ async def run_chat(user: str, urls: list[str], secret: str, channel: str) -> int
     print(f"-- type to post to #{channel}; /help for commands")
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     reader = asyncio.create_task(_read_lines(lines))
+    saved: dict[str, int] = {}
     try:
         while True:
             printer.poll()
+            if state_file is not None and client.state.last_seen != saved:
+                saved = dict(client.state.last_seen)
+                save_resume_state(client, state_file)
             try:
                 line = await asyncio.wait_for(lines.get(), 0.1)
             except TimeoutError:

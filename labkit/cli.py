@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--secret", help="signing secret (default: LABKIT_SECRET or the file)")
     chat.add_argument("--channel", default="general", help="channel to post to at first")
+    chat.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore what an earlier chat of USER saw (by default a restarted chat resumes from "
+        "~/.labkit/chat-USER.json and prints what it missed)",
+    )
 
     sub.add_parser(
         "lab",
@@ -219,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         urls = args.url or [f"ws://127.0.0.1:{DEFAULT_PORT + i}/ws" for i in range(2)]
         secret = resolve_secret(args.secret, create=False)
-        return asyncio.run(run_chat(args.user, urls, secret, args.channel))
+        state_file = None if args.fresh else labkit_home() / f"chat-{args.user}.json"
+        return asyncio.run(run_chat(args.user, urls, secret, args.channel, state_file))
     if args.command == "lab":
         return open_lab()
     if args.command == "grade":
