@@ -7,87 +7,16 @@ channel complete, gap-free and in the same order, whichever process sequenced ea
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 
 import pytest
+from conftest import GATEWAY_SECRET as SECRET
 
 from labkit.auth import make_token
 from labkit.client import Client
-from labkit.redis_server import RedisServer
 
-SECRET = "multi-process-test-secret"
 pytestmark = pytest.mark.real_redis
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"gateway on {port} exited early: {proc.stdout and proc.stdout.read()}"
-            )
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"gateway on port {port} did not listen within {timeout} s")
-
-
-@pytest.fixture
-def gateway_processes(redis_server_binary: str) -> Iterator[list[str]]:
-    """Two `labkit gateway` processes on a private redis-server; yields their URLs."""
-    with RedisServer() as server:
-        procs = []
-        urls = []
-        env = {
-            k: v for k, v in os.environ.items() if k not in ("LABKIT_REDIS_URL", "LABKIT_SECRET")
-        }
-        try:
-            for _ in range(2):
-                port = _free_port()
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "labkit.cli",
-                        "gateway",
-                        "--port",
-                        str(port),
-                        "--redis",
-                        server.url,
-                        "--secret",
-                        SECRET,
-                    ],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    env=env,
-                )
-                procs.append(proc)
-                _wait_listening(port, proc)
-                urls.append(f"ws://127.0.0.1:{port}/ws")
-            yield urls
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 async def test_two_gateway_processes_agree_on_every_channel(gateway_processes: list[str]) -> None:
