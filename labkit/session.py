@@ -119,9 +119,12 @@ async def _typing(gw: Gateway, conn: Conn, frame: p.ClientFrame) -> None:
 async def _presence_sub(gw: Gateway, conn: Conn, frame: p.ClientFrame) -> None:
     assert isinstance(frame, p.PresenceSub)
     now = gw.clock()
-    gw.watch_presence(conn, frame.users)
-    conn.digest = DigestBuffer(frame.digest_s, now) if frame.digest_s is not None else None
     statuses = await gw.presence.status(list(frame.users), now)
+    gw.watch_presence(conn, frame.users)
+    told = {user: status for user, (status, _) in statuses.items()}
+    conn.digest = (
+        DigestBuffer(frame.digest_s, now, told=told) if frame.digest_s is not None else None
+    )
     for user in frame.users:
         status, last_active = statuses.get(user, ("offline", None))
         await _send(conn, p.Presence(user, status, last_active))
