@@ -12,6 +12,7 @@ import pytest
 
 from labkit.sim import SimConfig, explore, run
 from labkit.sim.clock import Scheduler
+from labkit.sim.schedules import mixed_faults
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,22 +27,7 @@ ALL_FAULTS = SimConfig(
 )
 
 
-def mixed(seed: int) -> SimConfig:
-    """A different mix of every fault kind for each seed."""
-    return SimConfig(
-        users=3 + seed % 4,
-        gateways=2 + seed % 3,
-        posts=50,
-        duration_s=10.0,
-        bus_loss=(0.0, 0.05, 0.2, 0.5)[seed % 4],
-        bus_dup=(0.0, 0.1, 0.3)[seed % 3],
-        bus_reorder=(0.0, 0.1, 0.3)[(seed // 3) % 3],
-        crashes=seed % 3,
-        partitions=(seed // 2) % 3,
-        cuts=(seed // 5) % 4,
-        membership_changes=seed % 4,
-        log=False,
-    )
+mixed = mixed_faults
 
 
 # -- the clock -------------------------------------------------------------------------------
@@ -238,3 +224,23 @@ def test_explore_names_the_first_failing_seed() -> None:
     assert summary.first_failure is not None
     assert summary.violations.get("gap", 0) > 0
     assert f":first-failing-seed {summary.first_failing_seed}" in summary.render()
+
+
+def test_command_line_explores_and_exposes_every_variant(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from labkit.sim.__main__ import main
+
+    assert main(["explore", "--schedules", "20"]) == 0
+    assert ":valid? true" in capsys.readouterr().out
+    assert main(["variants"]) == 0
+    out = capsys.readouterr().out
+    for name in (
+        "read_then_write_sequencer",
+        "resume_from_head",
+        "no_bus_repair",
+        "history_before_subscribe",
+        "flapping_presence",
+    ):
+        line = next(line for line in out.splitlines() if line.startswith(name))
+        assert "real design: ok" in line and "no message violation" not in line, line
