@@ -1,0 +1,48 @@
+"""Stops the fanout at the first slow connection ("we are overloaded")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from labkit.protocol import Message, encode
+
+SLOW_CONSUMER = 4008
+
+EXERCISE = "ex03_fanout"
+MISTAKE = "one slow consumer stalls delivery to every member after it in the list"
+CAUGHT_BY = ("no_stall",)
+
+
+class Conn(Protocol):
+    def write(self, text: str) -> None: ...
+
+    def buffered_bytes(self) -> int: ...
+
+    def close(self, code: int) -> None: ...
+
+
+@dataclass(slots=True)
+class FanoutResult:
+    sent: list[Conn] = field(default_factory=list)
+    closed: list[Conn] = field(default_factory=list)
+
+
+def fanout(frame: Message, conns: Sequence[Conn], max_buffer: int) -> FanoutResult:
+    result = FanoutResult()
+    if not conns:
+        return result
+    text = encode(frame)
+    size = len(text.encode("utf-8"))
+    for conn in conns:
+        if conn.buffered_bytes() + size > max_buffer:
+            conn.close(SLOW_CONSUMER)
+            result.closed.append(conn)
+            break
+        try:
+            conn.write(text)
+        except (ConnectionError, OSError):
+            continue  # the peer is gone; its reader task will clean up
+        result.sent.append(conn)
+    return result

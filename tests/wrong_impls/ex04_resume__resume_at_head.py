@@ -1,0 +1,46 @@
+"""Takes every welcome head as the new position, tracked channels included."""
+
+from __future__ import annotations
+
+from labkit.client_state import DUPLICATE, GAP, NEW, Verdict
+
+EXERCISE = "ex04_resume"
+MISTAKE = "resumes at the head: whatever was posted while the client was away silently vanishes"
+CAUGHT_BY = ("reconnect_keeps_position",)
+
+
+class ClientState:
+    def __init__(self) -> None:
+        self.last_seen: dict[str, int] = {}
+        self.epochs: dict[str, str] = {}
+
+    def hello_fields(self) -> tuple[dict[str, int], dict[str, str]]:
+        return dict(self.last_seen), dict(self.epochs)
+
+    def on_welcome(self, channels: dict[str, tuple[int, str]]) -> None:
+        for channel in [c for c in self.last_seen if c not in channels]:
+            self.on_left(channel)
+        for channel, (head, epoch) in channels.items():
+            self.last_seen[channel] = head  # "the server told us where the channel is"
+            self.epochs.setdefault(channel, epoch)
+
+    def on_message(self, channel: str, seq: int) -> Verdict:
+        last = self.last_seen.get(channel, 0)
+        if seq <= last:
+            return Verdict(DUPLICATE)
+        self.last_seen[channel] = seq
+        if seq == last + 1:
+            return Verdict(NEW)
+        return Verdict(GAP, (last + 1, seq - 1))
+
+    def on_reset(self, channel: str, head: int, epoch: str) -> None:
+        self.last_seen[channel] = head
+        self.epochs[channel] = epoch
+
+    def on_joined(self, channel: str, head: int, epoch: str) -> None:
+        if channel not in self.last_seen:
+            self.on_reset(channel, head, epoch)
+
+    def on_left(self, channel: str) -> None:
+        self.last_seen.pop(channel, None)
+        self.epochs.pop(channel, None)
