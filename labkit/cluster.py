@@ -16,12 +16,20 @@ or, for a cluster that lives across notebook cells::
 
 Gateways listen on free loopback ports. The store, directory, bus and presence run on the
 embedded fakeredis (one ``FakeServer`` shared by every gateway, so they form one system) unless
-``redis_url`` names a real Redis. Starting a cluster stops the one started before it in the same
-process, so re-running a notebook cell never leaves servers or ports behind.
+``redis_url`` names a real Redis, or ``redis_server`` hands the cluster a private
+:class:`~labkit.redis_server.RedisServer` it may crash and restart (the creator closes it).
+Starting a cluster stops the one started before it in the same process, so re-running a notebook
+cell never leaves servers or ports behind.
+
+Faults: ``cluster.faults`` (:class:`labkit.faults.Faults`) crashes, drains and restarts gateways,
+cuts them off from the bus, takes Redis away, and turns the seeded bus knobs of
+``cluster.bus_faults``, which every gateway the cluster starts is wired to. Weaker designs, for
+side-by-side demos, only with an explicit ``Cluster(variant=NAME)`` (see :mod:`labkit.weak`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -36,12 +44,17 @@ from labkit.auth import DEFAULT_TTL_S, make_token
 from labkit.bus import RedisBus
 from labkit.client import Client
 from labkit.directory import Directory
+from labkit.faults import BusFaults, Faults
 from labkit.gateway import Gateway, GatewayConfig
 from labkit.presence_store import PresenceStore
 from labkit.records import Recording
+from labkit.redis_server import RedisServer
 from labkit.store import Store, connect
 
 log = logging.getLogger(__name__)
+
+GatewayBuilder = Callable[..., Gateway]
+"""``builder(config, make_client, secret, *, clock) -> Gateway``, like :func:`build_gateway`."""
 
 
 def build_gateway(
@@ -79,21 +92,29 @@ class Cluster:
         *,
         redis_url: str | None = None,
         secret: str | None = None,
-        heartbeat_s: float = 10.0,
+        heartbeat_s: float | None = None,
         seed_demo: bool = True,
         config: GatewayConfig | None = None,
         clock: Callable[[], float] = time.time,
         seed: int = 0,
         port: int = 0,
+        redis_server: RedisServer | None = None,
+        bus_faults: BusFaults | None = None,
+        variant: str | None = None,
     ) -> None:
         if gateways < 1:
             raise ValueError("a cluster needs at least one gateway")
+        if redis_server is not None and redis_url is not None:
+            raise ValueError("pass either redis_url or redis_server, not both")
         self.gateway_count = gateways
         self.redis_url = redis_url
         self.secret = secret or secrets.token_hex(16)
-        self.heartbeat_s = heartbeat_s
+        config = config or GatewayConfig()
+        # ``heartbeat_s`` overrides the config's; without it the config's value holds (it used
+        # to be silently replaced by 10 s, so GatewayConfig(heartbeat_s=...) had no effect).
+        self.heartbeat_s = config.heartbeat_s if heartbeat_s is None else heartbeat_s
         self.seed_demo = seed_demo
-        self.base_config = replace(config or GatewayConfig(), heartbeat_s=heartbeat_s)
+        self.base_config = replace(config, heartbeat_s=self.heartbeat_s)
         self.clock = clock
         self.seed = seed
         self.fake_server: fakeredis.FakeServer | None = None
@@ -108,6 +129,19 @@ class Cluster:
         self.recording = Recording()
         self._client_numbers: dict[str, int] = {}
         self._next_gateway = 0
+        self.redis_server = redis_server
+        """A private redis-server this cluster may stop, kill and restart (faults use it)."""
+        self.bus_faults = bus_faults if bus_faults is not None else BusFaults(seed)
+        """Seeded bus knobs, installed on every gateway; all zero unless turned."""
+        self.faults = Faults(self)
+        self.gateway_builder: GatewayBuilder = build_gateway
+        self.client_setup: list[Callable[[Client], None]] = []
+        """Applied to each new client before it connects (only :mod:`labkit.weak` uses it)."""
+        self.variant: str | None = None
+        if variant is not None:
+            from labkit.weak import enable  # explicit opt-in only: never on by default
+
+            enable(self, variant)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -137,6 +171,10 @@ class Cluster:
             log.info("stopping the previous cluster first")
             await previous.stop()
         Cluster._current = self
+        if self.redis_server is not None:
+            if not self.redis_server.running:
+                await asyncio.to_thread(self.redis_server.start)
+            self.redis_url = self.redis_server.url
         if self.redis_url is None:
             self.fake_server = fakeredis.FakeServer()
         self.redis = self.make_client()
@@ -158,6 +196,7 @@ class Cluster:
         self.clients.clear()
         for index, gateway in enumerate(self.gateways):
             if gateway is not None:
+                self.bus_faults.uninstall(gateway)
                 await gateway.crash()
                 self.gateways[index] = None
         if self.redis is not None:
@@ -181,7 +220,8 @@ class Cluster:
         if self.gateways[index] is not None:
             raise RuntimeError(f"gateway {index} is already running")
         config = replace(self.base_config, name=f"gw-{index + 1}", port=self._ports[index])
-        gateway = build_gateway(config, self.make_client, self.secret, clock=self.clock)
+        gateway = self.gateway_builder(config, self.make_client, self.secret, clock=self.clock)
+        self.bus_faults.install(gateway)
         await gateway.start()
         self._ports[index] = gateway.port
         self.gateways[index] = gateway
@@ -193,12 +233,14 @@ class Cluster:
         """Crash gateway ``index``: connections drop without a close frame."""
         gateway = self._gateway(index)
         self.gateways[index] = None
+        self.bus_faults.uninstall(gateway)
         await gateway.crash()
 
     async def drain_gateway(self, index: int) -> None:
         """Shut gateway ``index`` down gracefully: ``reconnect`` frame, then close 1012."""
         gateway = self._gateway(index)
         self.gateways[index] = None
+        self.bus_faults.uninstall(gateway)
         await gateway.drain()
 
     @property
@@ -234,6 +276,8 @@ class Cluster:
             seed=self.seed * 1000 + len(self.clients),
             **client_options,
         )
+        for setup in self.client_setup:
+            setup(client)
         self.clients.append(client)
         await client.connect()
         return client

@@ -140,6 +140,7 @@ class Gateway:
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._channel_locks: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
         self.stats = {"deliveries": 0, "slow_closed": 0, "fills": 0, "resets": 0}
@@ -198,6 +199,7 @@ class Gateway:
         await self._stop()
 
     async def _stop(self) -> None:
+        self._stopping = True  # a loop whose cancel was swallowed (see _every) still ends
         for task in [*self._loops, *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
@@ -206,6 +208,12 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
         await self.bus.close()
+        # The Redis clients of the store, directory and presence are the gateway's own, like
+        # the bus (see ``build_gateway``): close them too, or their sockets leak.
+        clients = {id(c): c for c in (self.store.redis, self.directory.redis, self.presence.redis)}
+        for client in clients.values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -213,7 +221,9 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
 
     async def _every(self, period: float, action: Callable[[], Any]) -> None:
-        while True:
+        # Not ``while True``: on Python 3.11 a cancel can be swallowed by an ``asyncio.wait_for``
+        # inside the action (fakeredis uses one), and the loop would then outlive ``_stop``.
+        while not self._stopping:
             await asyncio.sleep(period)
             try:
                 await action()
@@ -247,7 +257,8 @@ class Gateway:
         try:
             data = await asyncio.wait_for(conn.ws.recv(), self.config.hello_timeout_s)
         except TimeoutError:
-            await self._refuse(conn, refuse("no hello within 5 seconds of connecting"))
+            limit = self.config.hello_timeout_s
+            await self._refuse(conn, refuse(f"no hello within {limit:g} seconds of connecting"))
             return None
         try:
             frame = p.parse_client_frame(data)

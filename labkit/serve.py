@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from labkit.cluster import Cluster, build_gateway
 from labkit.directory import Directory
+from labkit.faults import BusFaults
 from labkit.gateway import GatewayConfig
 from labkit.store import connect
 
@@ -31,6 +32,14 @@ async def _until_stopped() -> None:
 
 async def run_serve(args: argparse.Namespace, secret: str) -> int:
     config = GatewayConfig(host=args.host, heartbeat_s=args.heartbeat_s)
+    bus_faults = BusFaults(
+        args.seed,
+        loss=args.bus_loss,
+        dup=args.bus_dup,
+        reorder=args.bus_reorder,
+        delay_ms=args.bus_delay_ms,
+        jitter_ms=args.bus_jitter_ms,
+    )
     cluster = Cluster(
         args.gateways,
         redis_url=args.redis,
@@ -39,6 +48,7 @@ async def run_serve(args: argparse.Namespace, secret: str) -> int:
         port=args.port,
         config=config,
         seed=args.seed,
+        bus_faults=bus_faults,
     )
     try:
         await cluster.start_all()
@@ -50,6 +60,10 @@ async def run_serve(args: argparse.Namespace, secret: str) -> int:
     print(f"labkit: {args.gateways} gateway(s) on {where}")
     for url in cluster.urls:
         print(f"  {url}")
+    if bus_faults.active:
+        print(bus_faults.describe().replace("bus faults", "Bus faults ON", 1))
+    else:
+        print(f"Bus faults: none (seed {args.seed}; try --bus-loss 0.1)")
     print("Tokens: labkit token alice   (valid 24 h; same secret as this server)")
     print("Chat:   labkit chat alice    and in another terminal:   labkit chat bob")
     print("Stop:   Ctrl-C (drains the gateways: clients reconnect elsewhere)", flush=True)

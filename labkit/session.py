@@ -9,8 +9,11 @@ enforces before the frame reaches us).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from websockets.exceptions import ConnectionClosed
 
@@ -28,29 +31,34 @@ async def serve_session(gw: Gateway, conn: Conn) -> None:
     async for data in conn.ws:
         if isinstance(data, str):
             await gw.heartbeat(conn)
+        frame: p.ClientFrame | None = None
         try:
             frame = p.parse_client_frame(data)
-            await _dispatch(gw, conn, frame)
+            await _dispatch(gw, conn, frame, data)
         except p.ProtocolError as exc:
             await _send(conn, exc.as_frame())
         except StoreUnavailable as exc:
-            await _send(conn, p.Error(p.ErrorCode.UNAVAILABLE, f"{exc}; retry later"))
+            request_id = getattr(frame, "id", None)  # the error answers the request
+            await _send(conn, p.Error(p.ErrorCode.UNAVAILABLE, f"{exc}; retry later", request_id))
         except ConnectionClosed:
             raise
         except Exception:  # never let one frame kill the connection or the gateway
             log.exception("%s: frame from %s failed", gw.name, conn.id)
-            await _send(conn, p.Error(p.ErrorCode.UNAVAILABLE, "internal error; retry later"))
+            error = p.Error(p.ErrorCode.UNAVAILABLE, "internal error; retry later")
+            await _send(conn, replace(error, id=getattr(frame, "id", None)))
 
 
 async def _send(conn: Conn, frame: p.ServerFrame) -> None:
     await conn.ws.send(p.encode(frame))
 
 
-async def _dispatch(gw: Gateway, conn: Conn, frame: p.ClientFrame) -> None:
+async def _dispatch(gw: Gateway, conn: Conn, frame: p.ClientFrame, data: str | bytes) -> None:
     if isinstance(frame, p.Ping):
         await _send(conn, p.Pong(frame.id))
         return
     request_id = getattr(frame, "id", None)
+    if isinstance(frame, p.Hello):
+        request_id = _request_id(data)
     if not gw.limiter.allow(conn.user, gw.clock()):
         if isinstance(frame, p.Typing):
             return  # typing may be dropped silently
@@ -61,6 +69,15 @@ async def _dispatch(gw: Gateway, conn: Conn, frame: p.ClientFrame) -> None:
     if handler is None:  # a second hello
         raise p.ProtocolError(p.ErrorCode.INVALID, "hello was already accepted", request_id)
     await handler(gw, conn, frame)
+
+
+def _request_id(data: str | bytes) -> str | None:
+    """The valid ``id`` of a frame that parsed (``Hello`` keeps none, but its error echoes it)."""
+    with contextlib.suppress(ValueError, TypeError):
+        value = json.loads(data).get("id")
+        if isinstance(value, str) and 1 <= len(value) <= p.MAX_ID_CHARS:
+            return value
+    return None
 
 
 async def _post(gw: Gateway, conn: Conn, frame: p.ClientFrame) -> None:
