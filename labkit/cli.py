@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=_port, default=DEFAULT_PORT, help="first gateway's port")
     serve.add_argument("--gateways", type=_positive(int), default=2, help="how many gateways")
+    serve.add_argument(
+        "--impl",
+        default="reference",
+        help="whose pure pieces run: 'reference' (default), 'exercises' (yours: a piece not "
+        "implemented yet falls back to the reference, with a notice), 'solutions', or a folder "
+        "laid out like exercises/",
+    )
     _add_common_server_options(serve)
     _add_fault_options(serve)
 

@@ -82,6 +82,7 @@ class Client:
         heartbeat: bool = True,
         request_timeout_s: float = 10.0,
         max_size: int | None = 16 * 1024 * 1024,
+        state: ClientState | None = None,
     ) -> None:
         self.user = user
         self.urls = [urls] if isinstance(urls, str) else list(urls)
@@ -98,7 +99,8 @@ class Client:
         self.request_timeout_s = request_timeout_s
         self.max_size = max_size
 
-        self.state = ClientState()
+        self.state = state if state is not None else ClientState()
+        """``last_seen``/``epochs`` bookkeeping; a learner's ``ClientState`` can stand in."""
         self.phase = Phase.CONNECTING
         self.session = 0
         self.welcome: p.Welcome | None = None

@@ -44,12 +44,14 @@ from labkit.auth import DEFAULT_TTL_S, make_token
 from labkit.bus import RedisBus
 from labkit.client import Client
 from labkit.directory import Directory
+from labkit.fanout import FanoutCore
 from labkit.faults import BusFaults, Faults
-from labkit.gateway import Gateway, GatewayConfig
+from labkit.gateway import Conn, Gateway, GatewayConfig
+from labkit.impl import REFERENCE, Impl, load, load_append
 from labkit.presence_store import PresenceStore
 from labkit.records import Recording
 from labkit.redis_server import RedisServer
-from labkit.store import Store, connect
+from labkit.store import AppendImpl, Store, connect
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +65,32 @@ def build_gateway(
     secret: str,
     *,
     clock: Callable[[], float] = time.time,
+    impl: Impl | None = None,
+    append_impl: AppendImpl | None = None,
 ) -> Gateway:
     """A gateway wired to the Redis that ``make_client`` reaches (store, directory, bus, presence).
 
     The store, directory and presence share one client (a connection pool); the bus gets its
-    own clients, since a subscribed connection can do nothing else.
+    own clients, since a subscribed connection can do nothing else. ``impl`` supplies the
+    routing table, channel feed and typing throttle (a learner's, with ``--impl exercises``)
+    and ``append_impl`` a learner's sequencing script.
     """
     client = make_client()
+    core: FanoutCore[Conn, str] | None = None
+    throttle = None
+    if impl is not None:
+        core = FanoutCore(impl.routing_table, impl.channel_feed)
+        throttle = impl.typing_throttle(config.typing_interval_s)
     return Gateway(
         config,
-        store=Store(client),
+        store=Store(client, append_impl=append_impl),
         directory=Directory(client),
         bus=RedisBus(make_client),
         secret=secret,
         presence=PresenceStore(client, heartbeat_s=config.heartbeat_s),
         clock=clock,
+        core=core,
+        typing_throttle=throttle,
     )
 
 
@@ -101,6 +114,7 @@ class Cluster:
         redis_server: RedisServer | None = None,
         bus_faults: BusFaults | None = None,
         variant: str | None = None,
+        impl: str = REFERENCE,
     ) -> None:
         if gateways < 1:
             raise ValueError("a cluster needs at least one gateway")
@@ -137,11 +151,24 @@ class Cluster:
         self.gateway_builder: GatewayBuilder = build_gateway
         self.client_setup: list[Callable[[Client], None]] = []
         """Applied to each new client before it connects (only :mod:`labkit.weak` uses it)."""
+        self.impl: Impl = load(impl)
+        """Whose routing table, feed, typing throttle and client state run: ``impl.describe()``."""
+        self.notices: list[str] = list(self.impl.notices)
+        self._append_impl: AppendImpl | None = None
+        if impl != REFERENCE:
+            self.notices.append(
+                "the presence tracker exercise runs in the simulator (labkit.sim); live "
+                "presence is shared through Redis by labkit.presence_store"
+            )
+            self.client_setup.append(self._use_learner_client_state)
         self.variant: str | None = None
         if variant is not None:
             from labkit.weak import enable  # explicit opt-in only: never on by default
 
             enable(self, variant)
+
+    def _use_learner_client_state(self, client: Client) -> None:
+        client.state = self.impl.client_state()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -182,6 +209,12 @@ class Cluster:
         self.directory = Directory(self.redis)
         if self.seed_demo:
             await self.directory.seed_demo()
+        if self.impl.name != REFERENCE:
+            self._append_impl, notice = await load_append(self.impl.name)
+            if notice is not None:
+                self.notices.append(notice)
+            for notice in self.notices:
+                log.warning("%s", notice)
         self.gateways = [None] * self.gateway_count
         self._ports = [
             self.first_port + i if self.first_port else 0 for i in range(self.gateway_count)
@@ -220,7 +253,17 @@ class Cluster:
         if self.gateways[index] is not None:
             raise RuntimeError(f"gateway {index} is already running")
         config = replace(self.base_config, name=f"gw-{index + 1}", port=self._ports[index])
-        gateway = self.gateway_builder(config, self.make_client, self.secret, clock=self.clock)
+        if self.gateway_builder is build_gateway and self.impl.name != REFERENCE:
+            gateway = build_gateway(
+                config,
+                self.make_client,
+                self.secret,
+                clock=self.clock,
+                impl=self.impl,
+                append_impl=self._append_impl,
+            )
+        else:
+            gateway = self.gateway_builder(config, self.make_client, self.secret, clock=self.clock)
         self.bus_faults.install(gateway)
         await gateway.start()
         self._ports[index] = gateway.port

@@ -20,6 +20,7 @@ made here, the real gateway and the simulator cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -46,8 +47,15 @@ class Outcome(Generic[C, P]):
 class FanoutCore(Generic[C, P]):
     """Routing, feeds and cursors of one gateway."""
 
-    def __init__(self) -> None:
-        self.routing: RoutingTable[C] = RoutingTable()
+    def __init__(
+        self,
+        routing_table: Callable[[], RoutingTable[C]] = RoutingTable,
+        channel_feed: Callable[[str], ChannelFeed[P]] = ChannelFeed,
+    ) -> None:
+        """``routing_table`` and ``channel_feed`` build the two swappable pieces: the reference
+        classes by default, a learner's with ``labkit serve --impl exercises``."""
+        self.routing: RoutingTable[C] = routing_table()
+        self._new_feed = channel_feed
         self.feeds: dict[str, ChannelFeed[P]] = {}
         self._cursors: dict[C, dict[str, Cursor]] = {}
 
@@ -63,7 +71,7 @@ class FanoutCore(Generic[C, P]):
         self._cursors.setdefault(conn, {})[channel] = Cursor(cursor_seq)
         first = self.routing.add(conn, channel)
         if channel not in self.feeds:
-            self.feeds[channel] = ChannelFeed(channel)
+            self.feeds[channel] = self._new_feed(channel)
         return first
 
     def detach(self, conn: C, channel: str) -> bool:

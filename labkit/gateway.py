@@ -130,7 +130,11 @@ class Gateway:
         self.messages = MessageServer(store, directory, bus, clock=clock)
         self.core: FanoutCore[Conn, str] = core if core is not None else FanoutCore()
         self.limiter = RateLimiter(config.rate_per_s, config.rate_burst)
-        self.typing = typing_throttle or TypingThrottle(config.typing_interval_s)
+        self.typing = (  # not ``or``: an empty throttle has len() 0 and is falsy
+            typing_throttle
+            if typing_throttle is not None
+            else TypingThrottle(config.typing_interval_s)
+        )
         self.epochs: dict[str, str] = {}
         self.conns: set[Conn] = set()
         self.user_conns: dict[str, set[Conn]] = {}

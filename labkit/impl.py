@@ -290,3 +290,34 @@ def _build(
 
 
 __all__ = ["PIECES", "REFERENCE", "TARGETS", "Impl", "Piece", "load", "reference"]
+
+
+async def load_append(impl: str = REFERENCE) -> tuple[Any, str | None]:
+    """Exercise 1's Redis half, ``append_atomic``, for the live store, with a notice if it is not
+    usable. Returns ``(function or None, notice or None)``; None means the reference Lua script.
+
+    It is tried once on a throwaway embedded Redis, so a stub that still raises
+    ``NotImplementedError`` (or a function that fails outright) falls back to the reference.
+    """
+    if impl == REFERENCE:
+        return None, None
+    import fakeredis
+
+    try:
+        module = import_fresh(impl, "ex01_sequencer")
+        append = module.append_atomic
+        probe = fakeredis.aioredis.FakeRedis(decode_responses=True)
+        try:
+            appended = await append(probe, "probe", "probe", "p-1", "probe", 1.0)
+        finally:
+            await probe.aclose()
+        if appended.seq != 1:
+            raise ValueError(f"the first post of a channel got seq {appended.seq}, not 1")
+    except NotImplementedError:
+        return None, "ex01_sequencer.append_atomic not implemented yet: using the reference script"
+    except Exception as exc:  # a learner's bug must not stop the lab from starting
+        return (
+            None,
+            f"ex01_sequencer.append_atomic failed a trial post ({exc}): using the reference",
+        )
+    return append, None

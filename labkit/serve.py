@@ -18,6 +18,7 @@ from labkit.cluster import Cluster, build_gateway
 from labkit.directory import Directory
 from labkit.faults import BusFaults
 from labkit.gateway import GatewayConfig
+from labkit.impl import load
 from labkit.store import connect
 
 
@@ -40,8 +41,14 @@ async def run_serve(args: argparse.Namespace, secret: str) -> int:
         delay_ms=args.bus_delay_ms,
         jitter_ms=args.bus_jitter_ms,
     )
+    try:
+        impl = load(args.impl)
+    except LookupError as exc:
+        print(f"labkit serve: --impl {args.impl}: {exc}", file=sys.stderr)
+        return 2
     cluster = Cluster(
         args.gateways,
+        impl=impl.name,
         redis_url=args.redis,
         secret=secret,
         heartbeat_s=args.heartbeat_s,
@@ -60,6 +67,10 @@ async def run_serve(args: argparse.Namespace, secret: str) -> int:
     print(f"labkit: {args.gateways} gateway(s) on {where}")
     for url in cluster.urls:
         print(f"  {url}")
+    if cluster.impl.name != "reference":
+        print(cluster.impl.describe())
+        for notice in cluster.notices[len(cluster.impl.notices) :]:
+            print(f"  note: {notice}")
     if bus_faults.active:
         print(bus_faults.describe().replace("bus faults", "Bus faults ON", 1))
     else:
