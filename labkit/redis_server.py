@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +40,20 @@ FORBIDDEN_PORTS = frozenset({6379})
 
 _live: set[subprocess.Popen[bytes]] = set()
 """Every server process still running, killed at interpreter exit so none outlives the tests."""
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, ask the kernel to stop the server when the process
+    that started it dies, even by SIGKILL (a crashed notebook kernel, say), when ``atexit``
+    never runs. Elsewhere this does nothing."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 @atexit.register
@@ -170,7 +187,17 @@ class RedisServer:
         log_path = self._dir / "redis.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # The kernel ties "parent death" to the forking *thread*: only ask for it from
+                # the main thread, or a worker thread's exit would stop the server.
+                preexec_fn=(
+                    _die_with_parent
+                    if threading.current_thread() is threading.main_thread()
+                    else None
+                ),
             )
         _live.add(proc)
         deadline = time.monotonic() + START_TIMEOUT_S
