@@ -97,6 +97,9 @@ class Conn:
     presence_users: frozenset[str] = frozenset()
     digest: Any = None
     filling: set[str] = field(default_factory=set)
+    held_control: list[dict[str, Any]] | None = field(default_factory=list)
+    """Membership changes of the user that arrived while this connection was being welcomed,
+    applied in order once it is; None from then on."""
 
     def buffered(self) -> int:
         transport = self.ws.transport
@@ -286,9 +289,11 @@ class Gateway:
 
     async def _welcome(self, conn: Conn, hello: p.Hello) -> bool:
         try:
+            # Registered for the user's membership changes *before* reading the channels, so
+            # none falls between the read and the welcome (they wait in ``held_control``).
+            self.user_conns.setdefault(conn.user, set()).add(conn)
             channels = sorted(await self.directory.channels_of(conn.user))
             self.conns.add(conn)
-            self.user_conns.setdefault(conn.user, set()).add(conn)
             for channel in channels:
                 self.core.attach(conn, channel, 0)
             await asyncio.gather(*(self._ensure_channel(ch) for ch in channels))
@@ -328,6 +333,9 @@ class Gateway:
                 await conn.ws.send(p.encode(p.Reset(channel, st.head, st.epoch, plan.reset_reason)))
             # In the background, so the connection's frames are read while history is paged.
             self._spawn(self.resume(conn, channel))
+        while conn.held_control:  # changes made while we were busy, in the order they came
+            await self._control_one(conn, conn.held_control.pop(0))
+        conn.held_control = None
         return True
 
     async def _forget(self, conn: Conn) -> None:
@@ -375,7 +383,13 @@ class Gateway:
         if self.core.cursor(conn, channel) is not None:
             return
         self.core.attach(conn, channel, head)
-        await self._ensure_channel(channel)
+        try:
+            await self._ensure_channel(channel)
+        except StoreUnavailable:
+            # Subscribed, but the head could not be read: the head check starts the feed once
+            # the store answers, and ``resume`` waits for that. Without the resume below the
+            # connection would stay "filling" for good and never see the channel again.
+            log.warning("%s: #%s attached before its head could be read", self.name, channel)
         self._spawn(self.resume(conn, channel))
 
     def detach(self, conn: Conn, channel: str) -> None:
@@ -519,17 +533,25 @@ class Gateway:
         if not isinstance(user, str) or not isinstance(channel, str):
             return
         for conn in list(self.user_conns.get(user, ())):
-            if conn.id == origin or not conn.welcomed:
+            if conn.id == origin:
                 continue
-            if frame.get("type") == "joined" and self.core.cursor(conn, channel) is None:
-                head, epoch = int(frame["head"]), str(frame["epoch"])
-                with contextlib.suppress(ConnectionClosed):
-                    await conn.ws.send(p.encode(p.Joined(channel, head, epoch)))
-                    await self.attach(conn, channel, head)
-            elif frame.get("type") == "left" and self.core.cursor(conn, channel) is not None:
-                self.detach(conn, channel)
-                with contextlib.suppress(ConnectionClosed):
-                    await conn.ws.send(p.encode(p.Left(channel)))
+            if conn.held_control is not None:  # still being welcomed: apply it afterwards
+                conn.held_control.append(frame)
+                continue
+            await self._control_one(conn, frame)
+
+    async def _control_one(self, conn: Conn, frame: dict[str, Any]) -> None:
+        """Apply one membership change of ``conn``'s user to ``conn``."""
+        channel = str(frame["channel"])
+        if frame.get("type") == "joined" and self.core.cursor(conn, channel) is None:
+            head, epoch = int(frame["head"]), str(frame["epoch"])
+            with contextlib.suppress(ConnectionClosed):
+                await conn.ws.send(p.encode(p.Joined(channel, head, epoch)))
+                await self.attach(conn, channel, head)
+        elif frame.get("type") == "left" and self.core.cursor(conn, channel) is not None:
+            self.detach(conn, channel)
+            with contextlib.suppress(ConnectionClosed):
+                await conn.ws.send(p.encode(p.Left(channel)))
 
     async def announce_membership(self, kind: str, conn: Conn, channel: str, **extra: Any) -> None:
         payload = {"type": kind, "user": conn.user, "channel": channel, "origin": conn.id}
@@ -564,14 +586,22 @@ class Gateway:
                 conn.digest.add(transition)
 
     async def heartbeat(self, conn: Conn) -> None:
-        """A frame arrived: the connection is alive; tell shared presence at most once a second."""
+        """A frame arrived: the connection is alive.
+
+        Shared presence hears of it at most every ``min(1 s, heartbeat_s / 2)``, in the
+        background: presence is decoupled from messaging, so a slow Redis write here never
+        holds up the frame (a post, say) that carried the heartbeat.
+        """
         now = self.clock()
         conn.last_heard = now
-        if now - conn.last_presence_beat < 1.0:
+        if now - conn.last_presence_beat < min(1.0, self.config.heartbeat_s / 2):
             return
         conn.last_presence_beat = now
+        self._spawn(self._announce_heartbeat(conn.user, conn.id, now))
+
+    async def _announce_heartbeat(self, user: str, conn_id: str, now: float) -> None:
         try:
-            transition = await self.presence.heartbeat(conn.user, conn.id, now)
+            transition = await self.presence.heartbeat(user, conn_id, now)
         except StoreUnavailable:
             return
         if transition is not None:
