@@ -157,7 +157,7 @@ class FanoutCore(Generic[C, P]):
         if not step.deliver:
             return outcome
         conns = self.routing.connections(channel)
-        behind: set[C] = set()
+        behind: dict[C, None] = {}  # not a set: fill order must not depend on hashing
         for seq, payload in step.deliver:
             recipients = []
             for conn in conns:
@@ -166,7 +166,7 @@ class FanoutCore(Generic[C, P]):
                 if cursor.offer(seq):
                     recipients.append(conn)
                 elif was_live and not cursor.live:
-                    behind.add(conn)
+                    behind[conn] = None
             outcome.sends.append((seq, payload, recipients))
         outcome.fill = list(behind)
         return outcome

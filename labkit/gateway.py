@@ -477,11 +477,15 @@ class Gateway:
             self._spawn(self.resume(conn, channel))
 
     async def _fetch(self, channel: str, first: int, last: int) -> None:
+        epoch = self.epochs.get(channel)
+        feed = self.core.feeds.get(channel)
         try:
             raws = await self.store.history_range(channel, first, last)
         except StoreUnavailable:
             self.core.fetch_failed(channel)
             return
+        if self.epochs.get(channel) != epoch or self.core.feeds.get(channel) is not feed:
+            return  # the channel was reset (or re-created) meanwhile: these seqs are stale
         if not raws:
             self.core.fetch_failed(channel)  # the head check will look again
             return
