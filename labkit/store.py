@@ -122,6 +122,10 @@ def reaching(client: aioredis.Redis, doing: str) -> Iterator[None]:
         ) from err
 
 
+MAX_CONNECTIONS = 100
+"""Redis connections one client (one gateway's store, directory and presence) may hold."""
+
+
 def connect(url: str | None, *, fake_server: fakeredis.FakeServer | None = None) -> aioredis.Redis:
     """A client for the store: a real Redis when ``url`` is given, else fakeredis.
 
@@ -136,14 +140,20 @@ def connect(url: str | None, *, fake_server: fakeredis.FakeServer | None = None)
         return fakeredis.aioredis.FakeRedis(server=server, decode_responses=True)
     if fake_server is not None:
         raise ValueError("pass either a Redis URL or a fake server, not both")
-    return aioredis.Redis.from_url(
+    # A *blocking* pool: when all its connections are busy (a thousand clients resuming at
+    # once, say), a caller waits up to 2 s for one instead of failing at once with "Too many
+    # connections", which redis-py's default asyncio pool does past 100.
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=2,
         decode_responses=True,
         socket_timeout=2,
         socket_connect_timeout=2,
         health_check_interval=5,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 class Store:
