@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+from labkit.arguments import count, milliseconds, probability
 from labkit.checker import Report, check
 from labkit.client import Client, ClientError
 from labkit.cluster import Cluster
@@ -414,36 +415,6 @@ async def _settle(cluster: Cluster, clients: list[Client], timeout: float) -> No
 # --------------------------------------------------------------------------- the command
 
 
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a probability from 0 to 1")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _ms(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < 60_000:
-        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 60000 ms")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from labkit.weak import VARIANTS
 
@@ -462,13 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
         "The same --seed replays the same posts, fault plan and bus decisions.",
     )
     parser.add_argument(
-        "--users", type=_count, default=d.users, metavar="N", help=f"users ({d.users})"
+        "--users", type=count, default=d.users, metavar="N", help=f"users ({d.users})"
     )
     parser.add_argument(
-        "--posts", type=_count, default=d.posts, metavar="M", help=f"posts in all ({d.posts})"
+        "--posts", type=count, default=d.posts, metavar="M", help=f"posts in all ({d.posts})"
     )
     parser.add_argument(
-        "--gateways", type=_count, default=d.gateways, metavar="G", help=f"gateways ({d.gateways})"
+        "--gateways", type=count, default=d.gateways, metavar="G", help=f"gateways ({d.gateways})"
     )
     parser.add_argument(
         "--seed", type=int, default=d.seed, metavar="S", help=f"the seed of everything ({d.seed})"
@@ -488,24 +459,28 @@ def build_parser() -> argparse.ArgumentParser:
     b = d.bus
     bus = parser.add_argument_group("bus faults (decided per message from the seed)")
     bus.add_argument(
-        "--bus-loss", type=_probability, default=b.loss, metavar="P", help=f"loss ({b.loss:g})"
+        "--bus-loss", type=probability, default=b.loss, metavar="P", help=f"loss ({b.loss:g})"
     )
     bus.add_argument(
-        "--bus-dup", type=_probability, default=b.dup, metavar="P", help=f"duplication ({b.dup:g})"
+        "--bus-dup", type=probability, default=b.dup, metavar="P", help=f"duplication ({b.dup:g})"
     )
     bus.add_argument(
         "--bus-reorder",
-        type=_probability,
+        type=probability,
         default=b.reorder,
         metavar="P",
         help=f"held back until a later message overtakes it ({b.reorder:g})",
     )
     bus.add_argument(
-        "--bus-delay-ms", type=_ms, default=b.delay_ms, metavar="MS", help="added delay (0)"
+        "--bus-delay-ms",
+        type=milliseconds,
+        default=b.delay_ms,
+        metavar="MS",
+        help="added delay (0)",
     )
     bus.add_argument(
         "--bus-jitter-ms",
-        type=_ms,
+        type=milliseconds,
         default=b.jitter_ms,
         metavar="MS",
         help=f"random extra delay up to MS ({b.jitter_ms:g})",
@@ -513,28 +488,28 @@ def build_parser() -> argparse.ArgumentParser:
     other = parser.add_argument_group("other faults (planned from the seed)")
     other.add_argument(
         "--gateway-faults",
-        type=_count,
+        type=count,
         default=d.gateway_faults,
         metavar="N",
         help=f"gateway crashes, drains and partitions, each undone later ({d.gateway_faults})",
     )
     other.add_argument(
         "--cuts",
-        type=_count,
+        type=count,
         default=d.client_cuts,
         metavar="N",
         help=f"connections cut by their clients ({d.client_cuts})",
     )
     other.add_argument(
         "--slow-consumers",
-        type=_count,
+        type=count,
         default=d.slow_consumers,
         metavar="N",
         help=f"clients that stop reading for a while ({d.slow_consumers})",
     )
     other.add_argument(
         "--redis-faults",
-        type=_count,
+        type=count,
         default=d.redis_faults,
         metavar="N",
         help="Redis outages; every second one is a kill + restart; none with --redis "

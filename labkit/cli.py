@@ -18,7 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from labkit.auth import DEFAULT_TTL_S, is_valid_user_name, make_token
+from labkit.arguments import milliseconds, port, positive, probability, user
+from labkit.auth import DEFAULT_TTL_S, make_token
 
 DEFAULT_PORT = 8700
 
@@ -55,57 +56,6 @@ def resolve_secret(given: str | None, *, create: bool) -> str:
     return secret
 
 
-def _positive(kind: type[float] | type[int]):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> float | int:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-        return value
-
-    return parse
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is outside 1..65535")
-    return value
-
-
-def _user(text: str) -> str:
-    if not is_valid_user_name(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a valid user name (lower-case letters, digits, '.', '_', '-')"
-        )
-    return text
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a probability from 0 to 1")
-    return value
-
-
-def _milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 60_000:
-        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 60000 ms")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labkit",
@@ -124,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         "SIGTERM drains the gateways (clients are told to reconnect) and stops.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=_port, default=DEFAULT_PORT, help="first gateway's port")
-    serve.add_argument("--gateways", type=_positive(int), default=2, help="how many gateways")
+    serve.add_argument("--port", type=port, default=DEFAULT_PORT, help="first gateway's port")
+    serve.add_argument("--gateways", type=positive(int), default=2, help="how many gateways")
     serve.add_argument(
         "--impl",
         default="reference",
@@ -143,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "several, on different ports, to form one system across processes.",
     )
     gateway.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    gateway.add_argument("--port", type=_port, required=True, help="port to listen on")
+    gateway.add_argument("--port", type=port, required=True, help="port to listen on")
     gateway.add_argument("--name", default=None, help="gateway name (default gw-PORT)")
     _add_common_server_options(gateway, redis_required=True)
 
@@ -152,10 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a token for a user",
         description="Print a signed token for USER, valid for --ttl seconds.",
     )
-    token.add_argument("user", type=_user, metavar="USER")
+    token.add_argument("user", type=user, metavar="USER")
     token.add_argument("--secret", help="signing secret (default: LABKIT_SECRET or the file)")
     token.add_argument(
-        "--ttl", type=_positive(float), default=DEFAULT_TTL_S, help="seconds (default 86400)"
+        "--ttl", type=positive(float), default=DEFAULT_TTL_S, help="seconds (default 86400)"
     )
 
     chat = sub.add_parser(
@@ -165,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "/channel NAME (post there), /join NAME, /leave NAME, /history [NAME] [N], /who, "
         "/quit. Messages print as '#channel seq <user> text'.",
     )
-    chat.add_argument("user", type=_user, metavar="USER")
+    chat.add_argument("user", type=user, metavar="USER")
     chat.add_argument(
         "--url",
         action="append",
@@ -227,19 +177,17 @@ def _add_common_server_options(
     )
     parser.add_argument("--secret", help="token secret (default: LABKIT_SECRET or the file)")
     parser.add_argument(
-        "--heartbeat-s", type=_positive(float), default=10.0, help="heartbeat period (10)"
+        "--heartbeat-s", type=positive(float), default=10.0, help="heartbeat period (10)"
     )
 
 
 def _add_fault_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("fault injection on the bus (seeded)")
-    group.add_argument("--bus-loss", type=_probability, default=0.0, help="loss probability")
-    group.add_argument("--bus-dup", type=_probability, default=0.0, help="duplication prob.")
-    group.add_argument("--bus-reorder", type=_probability, default=0.0, help="reorder prob.")
-    group.add_argument("--bus-delay-ms", type=_milliseconds, default=0.0, help="added delay")
-    group.add_argument(
-        "--bus-jitter-ms", type=_milliseconds, default=0.0, help="random extra delay"
-    )
+    group.add_argument("--bus-loss", type=probability, default=0.0, help="loss probability")
+    group.add_argument("--bus-dup", type=probability, default=0.0, help="duplication prob.")
+    group.add_argument("--bus-reorder", type=probability, default=0.0, help="reorder prob.")
+    group.add_argument("--bus-delay-ms", type=milliseconds, default=0.0, help="added delay")
+    group.add_argument("--bus-jitter-ms", type=milliseconds, default=0.0, help="random extra delay")
     group.add_argument("--seed", type=int, default=1, help="seed of every fault decision")
 
 
