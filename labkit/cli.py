@@ -241,9 +241,13 @@ def open_lab() -> int:
     if not notebooks.is_dir():
         print("labkit: no notebooks/ folder found next to the package or here", file=sys.stderr)
         return 2
-    return subprocess.call(
-        [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}"]
-    )
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # containers and CI machines often run as root
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":
