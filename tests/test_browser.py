@@ -194,6 +194,10 @@ def test_tour_runs_in_jupyterlab_and_draws_the_fanout_graph(
             # It kept updating from the kernel as the cells ran: its header counts all 7 posts.
             fanout = page.locator("svg[aria-label='fanout graph of #eng']")
             widget = page.locator(".jp-OutputArea-output > .jupyter-widgets", has=fanout).first
-            assert "7 posts" in widget.inner_text()
+            widget.scroll_into_view_if_needed()
+            # textContent, not innerText: JupyterLab may leave an off-screen cell unrendered,
+            # and innerText of an unrendered element is empty.
+            header = widget.text_content() or ""
+            assert "7 posts" in header, header[:300]
         finally:
             browser.close()
