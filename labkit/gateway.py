@@ -650,10 +650,18 @@ def _seq_of(raw: str) -> int:
     return int(json.loads(raw)["seq"])
 
 
+CLOSE_GRACE_S = 1.5
+"""How long a connection being closed (slow or silent) gets to read what is queued and the
+close frame, so it learns *why* (4008, 4002); after that it is cut off. Nothing more is queued
+for a closing connection, so its memory stays bounded. Kept under the protocol's 2 s delivery
+bound: a connection that is still open 2 s after a post's ack must have received it, so a
+connection the gateway has stopped feeding must be gone by then."""
+
+
 async def _close_soon(ws: ServerConnection, code: int, reason: str) -> None:
-    """Close with ``code``; a peer that does not answer within a second is cut off."""
+    """Close with ``code``; a peer that has not answered within ``CLOSE_GRACE_S`` is cut off."""
     try:
-        await asyncio.wait_for(ws.close(code, reason), 1.0)
+        await asyncio.wait_for(ws.close(code, reason), CLOSE_GRACE_S)
     except (TimeoutError, ConnectionClosed, OSError):
         if ws.transport is not None:
             ws.transport.abort()

@@ -699,8 +699,8 @@ async def test_slow_consumer_is_closed_4008_and_others_get_everything(
         slow.pause_reading()
 
         async def resume_when_closed() -> None:
-            # The gateway waits 1 s for the close handshake, then cuts the connection: resume
-            # reading as soon as it gives up on the reader, so the 4008 close frame is read.
+            # The gateway gives a closing reader CLOSE_GRACE_S to read what is queued and the
+            # close frame, then cuts it off: resume reading as soon as the close begins.
             while not gw.stats["slow_closed"]:
                 await asyncio.sleep(0.005)
             slow.resume_reading()
