@@ -49,8 +49,8 @@ from labkit.fanout import FanoutCore, Outcome
 from labkit.message_server import MessageServer
 from labkit.presence_store import PresenceStore, decode_transition, encode_transition
 from labkit.ratelimit import RateLimiter
-from labkit.resume import plan_resume
-from labkit.store import Store, StoreUnavailable
+from labkit.resume import ResumePlan, plan_resume
+from labkit.store import ChannelState, Store, StoreUnavailable
 from labkit.typing_throttle import TypingThrottle
 
 log = logging.getLogger(__name__)
@@ -299,38 +299,14 @@ class Gateway:
             await asyncio.gather(*(self._ensure_channel(ch) for ch in channels))
             states = await self.store.states(channels)
         except StoreUnavailable as exc:
-            with contextlib.suppress(ConnectionClosed):
-                await conn.ws.send(p.encode(p.Error(p.ErrorCode.UNAVAILABLE, f"{exc}")))
-                await conn.ws.close(CLOSE_TRY_AGAIN_LATER, "store unavailable")
+            await self._store_down(conn, exc)
             return False
-        infos = {ch: p.ChannelInfo(st.head, st.epoch) for ch, st in states.items()}
-        await conn.ws.send(
-            p.encode(p.Welcome(conn.user, self.name, self.config.heartbeat_s, infos))
-        )
-        conn.welcomed = True
-        await self.heartbeat(conn)
-        for channel in sorted(set(hello.last_seen) - set(channels)):
-            await conn.ws.send(
-                p.encode(
-                    p.Error(p.ErrorCode.NOT_MEMBER, f"{conn.user} is not a member of #{channel}")
-                )
-            )
+        await self._greet(conn, hello, channels, states)
         for channel in channels:
-            st = states[channel]
-            plan = plan_resume(
-                channel,
-                st.head,
-                st.epoch,
-                hello.last_seen.get(channel),
-                hello.epochs.get(channel),
-            )
             cursor = self.core.cursor(conn, channel)
             if cursor is None:
                 continue
-            cursor.seq = plan.cursor
-            if plan.reset_reason is not None:
-                self.stats["resets"] += 1
-                await conn.ws.send(p.encode(p.Reset(channel, st.head, st.epoch, plan.reset_reason)))
+            cursor.seq = (await self._plan(conn, hello, channel, states[channel])).cursor
             # In the background, so the connection's frames are read while history is paged.
             self._spawn(self.resume(conn, channel))
         while conn.held_control:  # changes made while we were busy, in the order they came
@@ -338,14 +314,51 @@ class Gateway:
         conn.held_control = None
         return True
 
+    async def _store_down(self, conn: Conn, exc: StoreUnavailable) -> None:
+        """The store cannot be reached to prepare ``welcome``: say so, close 1013."""
+        with contextlib.suppress(ConnectionClosed):
+            await conn.ws.send(p.encode(p.Error(p.ErrorCode.UNAVAILABLE, f"{exc}")))
+            await conn.ws.close(CLOSE_TRY_AGAIN_LATER, "store unavailable")
+
+    async def _greet(
+        self, conn: Conn, hello: p.Hello, channels: list[str], states: dict[str, ChannelState]
+    ) -> None:
+        """Send ``welcome`` with every channel's head and epoch, count it as the first
+        heartbeat, and answer ``not_member`` for ``last_seen`` channels the user is not in."""
+        infos = {ch: p.ChannelInfo(st.head, st.epoch) for ch, st in states.items()}
+        await conn.ws.send(
+            p.encode(p.Welcome(conn.user, self.name, self.config.heartbeat_s, infos))
+        )
+        conn.welcomed = True
+        await self.heartbeat(conn)
+        for channel in sorted(set(hello.last_seen) - set(channels)):
+            error = p.Error(p.ErrorCode.NOT_MEMBER, f"{conn.user} is not a member of #{channel}")
+            await conn.ws.send(p.encode(error))
+
+    async def _plan(
+        self, conn: Conn, hello: p.Hello, channel: str, state: ChannelState
+    ) -> ResumePlan:
+        """Decide where ``conn`` resumes ``channel``, sending ``reset`` when it cannot gap-fill."""
+        plan = plan_resume(
+            channel,
+            state.head,
+            state.epoch,
+            hello.last_seen.get(channel),
+            hello.epochs.get(channel),
+        )
+        if plan.reset_reason is not None:
+            self.stats["resets"] += 1
+            await conn.ws.send(
+                p.encode(p.Reset(channel, state.head, state.epoch, plan.reset_reason))
+            )
+        return plan
+
     async def _forget(self, conn: Conn) -> None:
         self.conns.discard(conn)
         self.user_conns.get(conn.user, set()).discard(conn)
         if not self.user_conns.get(conn.user):
             self.user_conns.pop(conn.user, None)
-        for users in (conn.presence_users,):
-            for user in users:
-                self.presence_watchers.get(user, set()).discard(conn)
+        self.watch_presence(conn, ())
         for channel in self.core.drop_connection(conn):
             self._spawn(self._maybe_unsubscribe(channel))
         if conn.welcomed:

@@ -55,7 +55,6 @@ The variants, and what each one shows live (PROTOCOL.md guarantees in brackets):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -65,7 +64,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
-from websockets.exceptions import ConnectionClosed
 
 from labkit import protocol as p
 from labkit.bus import PRESENCE_TOPIC, Bus, RedisBus
@@ -73,12 +71,11 @@ from labkit.client_state import ClientState
 from labkit.directory import Directory
 from labkit.fanout import Outcome
 from labkit.feed import Step
-from labkit.gateway import CLOSE_TRY_AGAIN_LATER, Conn, Gateway, GatewayConfig
+from labkit.gateway import Conn, Gateway, GatewayConfig
 from labkit.message_server import MessageServer
 from labkit.presence import OFFLINE, Transition
 from labkit.presence_store import ONLINE_KEY, PresenceStore, conns_key, encode_transition
 from labkit.protocol import encode_message_parts
-from labkit.resume import plan_resume
 from labkit.store import (
     Appended,
     IdConflict,
@@ -260,31 +257,15 @@ class HistoryBeforeSubscribeGateway(Gateway):
             channels = sorted(await self.directory.channels_of(conn.user))
             states = await self.store.states(channels)  # 1. the heads first ...
         except StoreUnavailable as exc:
-            with contextlib.suppress(ConnectionClosed):
-                await conn.ws.send(p.encode(p.Error(p.ErrorCode.UNAVAILABLE, f"{exc}")))
-                await conn.ws.close(CLOSE_TRY_AGAIN_LATER, "store unavailable")
+            await self._store_down(conn, exc)
             return False
         self.conns.add(conn)
         self.user_conns.setdefault(conn.user, set()).add(conn)
-        infos = {ch: p.ChannelInfo(st.head, st.epoch) for ch, st in states.items()}
-        await conn.ws.send(
-            p.encode(p.Welcome(conn.user, self.name, self.config.heartbeat_s, infos))
-        )
-        conn.welcomed = True
-        await self.heartbeat(conn)
-        for channel in sorted(set(hello.last_seen) - set(channels)):
-            error = p.Error(p.ErrorCode.NOT_MEMBER, f"{conn.user} is not a member of #{channel}")
-            await conn.ws.send(p.encode(error))
+        await self._greet(conn, hello, channels, states)
         await asyncio.sleep(self.race_window_s)  # 2. ... the world moves on ...
         for channel in channels:
             st = states[channel]
-            plan = plan_resume(
-                channel, st.head, st.epoch, hello.last_seen.get(channel), hello.epochs.get(channel)
-            )
-            if plan.reset_reason is not None:
-                self.stats["resets"] += 1
-                await conn.ws.send(p.encode(p.Reset(channel, st.head, st.epoch, plan.reset_reason)))
-            seq = plan.cursor
+            seq = (await self._plan(conn, hello, channel, st)).cursor
             while seq < st.head:  # 3. ... the history up to the heads read in step 1 ...
                 page = await self.store.history(
                     channel, seq, min(self.config.fill_page, st.head - seq)
