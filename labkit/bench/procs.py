@@ -182,7 +182,6 @@ async def start_gateway(
     *,
     port: int = 0,
     profile: Path | None = None,
-    extra: Sequence[str] = (),
 ) -> Child:
     """A labkit gateway in its own process (``labkit.bench.servers gateway``)."""
     argv = python_module(
@@ -196,7 +195,6 @@ async def start_gateway(
         redis_url,
         "--secret",
         secret,
-        *extra,
     )
     if profile is not None:
         argv += ["--profile", str(profile)]

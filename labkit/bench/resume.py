@@ -46,13 +46,8 @@ async def one_run(
     behind: int,
     history: int,
     profile: bool = False,
-    blocking_pool: int = 0,
 ) -> dict[str, Any]:
     tag = f"resume-{behind}" + ("-profile" if profile else "")
-    gateway_args: list[str] = []
-    if blocking_pool:
-        tag += "-blocking"
-        gateway_args = ["--blocking-pool", str(blocking_pool)]
     async with labkit_rig(
         ctx,
         tag,
@@ -60,7 +55,6 @@ async def one_run(
         gateways=2,
         extra_users=["poster"],
         profile=profile,
-        gateway_args=gateway_args,
     ) as rig:
         assert rig.client is not None and rig.redis is not None
         url = rig.redis.url
@@ -174,18 +168,6 @@ async def run(ctx: Context, result: Result) -> None:
         **{k: v for k, v in main.items() if k != "caught_s"},
         "runs": runs,
     }
-    if not ctx.quick:
-        whatif = await one_run(
-            ctx, clients=clients, behind=behinds[0], history=history, blocking_pool=100
-        )
-        result.systems["labkit-blocking-pool (what-if)"] = {
-            "status": "ok",
-            **{k: v for k, v in whatif.items() if k != "caught_s"},
-            "runs": [whatif],
-            "note": "not the shipped configuration: the gateway's Redis client with a blocking "
-            "pool of 100 (waits for a free connection) instead of redis-py's default pool, "
-            "which fails past 100 commands in flight",
-        }
     if ctx.profile and not ctx.quick:
         await one_run(ctx, clients=clients, behind=behinds[0], history=history, profile=True)
         result.profile["labkit gateway 2 (takes the reconnects)"] = summarise(

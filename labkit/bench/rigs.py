@@ -67,7 +67,6 @@ async def labkit_rig(
     gateways: int = 1,
     extra_users: Sequence[str] = (),
     profile: bool = False,
-    gateway_args: Sequence[str] = (),
 ) -> AsyncIterator[Rig]:
     secret = secrets.token_hex(16)
     with private_redis() as redis:
@@ -82,11 +81,7 @@ async def labkit_rig(
                 prof = ctx.logs / f"{name}.prof" if profile else None
                 if prof is not None:
                     profiles[name] = prof
-                servers.append(
-                    await start_gateway(
-                        ctx.logs, name, redis.url, secret, profile=prof, extra=gateway_args
-                    )
-                )
+                servers.append(await start_gateway(ctx.logs, name, redis.url, secret, profile=prof))
             yield Rig(
                 system="labkit",
                 protocol="labkit",

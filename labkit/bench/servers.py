@@ -71,8 +71,6 @@ async def run_gateway(args: argparse.Namespace) -> int:
     from labkit.store import connect
 
     def make_client() -> aioredis.Redis:
-        if args.blocking_pool:
-            return _blocking_client(args.redis, args.blocking_pool)
         return connect(args.redis)
 
     config = GatewayConfig(
@@ -98,26 +96,6 @@ async def run_gateway(args: argparse.Namespace) -> int:
     await _serve_commands(stats)
     await gateway.crash()
     return 0
-
-
-def _blocking_client(url: str, size: int) -> aioredis.Redis:
-    """What-if: ``labkit.store.connect`` with a pool that waits for a free connection instead
-    of failing with "Too many connections" (redis-py's asyncio pool holds 100 by default)."""
-    import redis.exceptions
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=size,
-        timeout=2,
-        decode_responses=True,
-        socket_timeout=2,
-        socket_connect_timeout=2,
-        health_check_interval=5,
-        retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
-    )
-    return aioredis.Redis(connection_pool=pool)
 
 
 async def run_bare(args: argparse.Namespace) -> int:
@@ -170,12 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--secret", required=True)
     gw.add_argument("--heartbeat-s", type=float, default=10.0)
     gw.add_argument("--profile", default=None, help="write cProfile stats here at exit")
-    gw.add_argument(
-        "--blocking-pool",
-        type=int,
-        default=0,
-        help="what-if: a blocking Redis pool of this size instead of labkit.store.connect's",
-    )
     bare = sub.add_parser("bare", help="a bare websockets broadcast server")
     bare.add_argument("--port", type=int, default=0)
     bare.add_argument("--profile", default=None)
