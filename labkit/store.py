@@ -126,12 +126,7 @@ MAX_CONNECTIONS = 100
 """Redis connections one client (one gateway's store, directory and presence) may hold."""
 
 
-def connect(
-    url: str | None,
-    *,
-    fake_server: fakeredis.FakeServer | None = None,
-    max_connections: int = MAX_CONNECTIONS,
-) -> aioredis.Redis:
+def connect(url: str | None, *, fake_server: fakeredis.FakeServer | None = None) -> aioredis.Redis:
     """A client for the store: a real Redis when ``url`` is given, else fakeredis.
 
     Real clients time out after 2 s (connect and each reply) so a dead or frozen Redis yields
@@ -150,7 +145,7 @@ def connect(
     # connections", which redis-py's default asyncio pool does past 100.
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
-        max_connections=max_connections,
+        max_connections=MAX_CONNECTIONS,
         timeout=2,
         decode_responses=True,
         socket_timeout=2,
