@@ -2,7 +2,8 @@
 
 Task
 ----
-Part 1. Implement :class:`Sequencer` (same interface as :class:`labkit.sequencer.MemorySequencer`):
+Part 1. Implement :class:`Sequencer` (same interface as
+:class:`labkit.core.sequencer.MemorySequencer`):
 ``next(channel)`` assigns and returns the channel's next seq (the first is 1) and
 ``head(channel)`` returns the highest seq assigned so far (0 for a channel never used), without
 assigning anything. Channels are numbered independently.
@@ -12,15 +13,19 @@ Redis. ``redis`` is a ``redis.asyncio`` client built with ``decode_responses=Tru
 post ``post_id`` of ``user`` it must, as one atomic step:
 
 - give the post the next seq of ``channel``, kept as an integer string at
-  ``labkit.store.head_key(channel)`` (a missing key means 0);
-- store the encoded ``message`` frame in the sorted set ``labkit.store.log_key(channel)``, with
-  the seq as score: ``labkit.protocol.encode(Message(channel, seq, user, text, now))``, or the
-  same text built from ``labkit.protocol.encode_message_parts`` plus ``repr(float(now))`` as ts;
-- remember the post id (under ``labkit.store.idem_key(user, post_id)``, expiring after
-  ``labkit.store.IDEM_TTL_S``) so that a retry of the same ``(user, post_id)`` stores nothing
+  ``labkit.server.redis.store.head_key(channel)`` (a missing key means 0);
+- store the encoded ``message`` frame in the sorted set
+``labkit.server.redis.store.log_key(channel)``, with
+  the seq as score: ``labkit.core.protocol.encode(Message(channel, seq, user, text, now))``, or the
+  same text built from ``labkit.core.protocol.encode_message_parts`` plus ``repr(float(now))`` as
+  ts;
+- remember the post id (under ``labkit.server.redis.store.idem_key(user, post_id)``, expiring after
+  ``labkit.server.redis.store.IDEM_TTL_S``) so that a retry of the same ``(user, post_id)`` stores
+  nothing
   and returns what the first call got, with ``duplicate=True``.
 
-Return ``labkit.store.Appended(seq, ts, raw, duplicate)``, where ``raw`` is the stored frame and
+Return ``labkit.server.redis.store.Appended(seq, ts, raw, duplicate)``, where ``raw`` is the stored
+frame and
 ``ts`` its ts. The checks run 200 concurrent calls from several clients, retries racing their
 originals, and connections that drop in the middle of a call (before a command reaches Redis,
 or after Redis ran it and the reply was lost); the log must stay gap-free and duplicate-free.
@@ -50,7 +55,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labkit.store import Appended
+from labkit.server.redis.store import Appended
 
 
 class Sequencer:

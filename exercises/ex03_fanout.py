@@ -2,11 +2,11 @@
 
 Task
 ----
-Implement :func:`fanout`. Given one ``message`` frame (a :class:`labkit.protocol.Message`), the
+Implement :func:`fanout`. Given one ``message`` frame (a :class:`labkit.core.protocol.Message`), the
 gateway's local connections that should receive it, and the per-connection bound on queued
 outgoing bytes, write the frame to each connection and return who got it:
 
-- encode the frame **once** with :func:`labkit.protocol.encode`, and hand that same string to
+- encode the frame **once** with :func:`labkit.core.protocol.encode`, and hand that same string to
   every connection's ``write``;
 - a connection is too slow when writing the frame would take its queue past the bound:
   ``conn.buffered_bytes() + size > max_buffer``, where ``size`` is the encoded frame's length in
@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from labkit.protocol import Message
+from labkit.core.protocol import Message
 
 SLOW_CONSUMER = 4008
 """Close code for a connection whose outgoing queue went past its bound (PROTOCOL.md)."""

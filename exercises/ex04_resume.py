@@ -2,7 +2,7 @@
 
 Task
 ----
-Implement :class:`ClientState` (same interface as :mod:`labkit.client_state`). Per channel the
+Implement :class:`ClientState` (same interface as :mod:`labkit.core.client_state`). Per channel the
 client belongs to, it keeps ``last_seen`` (the highest seq *received*) and the ``epoch`` that seq
 was counted in; :meth:`hello_fields` returns both maps (as copies) for the next ``hello``.
 
@@ -10,7 +10,7 @@ was counted in; :meth:`hello_fields` returns both maps (as copies) for the next 
   channel the client does not track yet starts at its head. A tracked channel keeps its
   ``last_seen`` *and its epoch* (the server gap-fills it, or sends ``reset``). A tracked channel
   missing from the welcome is forgotten.
-- ``on_message(channel, seq)`` returns a :class:`~labkit.client_state.Verdict`: ``NEW`` for
+- ``on_message(channel, seq)`` returns a :class:`~labkit.core.client_state.Verdict`: ``NEW`` for
   ``last_seen + 1``; ``DUPLICATE`` for any seq at or below ``last_seen`` (nothing changes);
   ``GAP`` with ``missing = (last_seen + 1, seq - 1)`` for a jump, and ``last_seen`` still moves
   to ``seq`` (the client fetches the hole with ``history``).
@@ -38,7 +38,7 @@ Grade it: ``labkit grade ex04``.
 
 from __future__ import annotations
 
-from labkit.client_state import DUPLICATE, GAP, NEW, Verdict
+from labkit.core.client_state import DUPLICATE, GAP, NEW, Verdict
 
 __all__ = ["DUPLICATE", "GAP", "NEW", "ClientState", "Verdict"]
 

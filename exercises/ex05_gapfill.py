@@ -4,7 +4,8 @@ Task
 ----
 Implement :class:`ChannelFeed`: one per gateway and channel, it turns the lossy message bus into
 a stream that delivers every seq after a starting head exactly once, in order. It does no I/O:
-each method returns a :class:`~labkit.feed.Step` saying what to deliver now (``deliver``, a list
+each method returns a :class:`~labkit.core.feed.Step` saying what to deliver now (``deliver``, a
+list
 of ``(seq, payload)`` in order) and which inclusive range of seqs to read from the store
 (``fetch``, or None). The gateway reads that range and hands it back with :meth:`on_fetched`,
 or calls :meth:`fetch_failed` if the store could not be read.
@@ -50,7 +51,7 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from labkit.feed import Step
+from labkit.core.feed import Step
 
 P = TypeVar("P")
 

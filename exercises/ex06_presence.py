@@ -2,9 +2,9 @@
 
 Task
 ----
-Implement :class:`PresenceTracker` (same interface as :mod:`labkit.presence`). It is pure: the
+Implement :class:`PresenceTracker` (same interface as :mod:`labkit.core.presence`). It is pure: the
 gateway passes the time in as ``now`` (seconds) and publishes the
-:class:`~labkit.presence.Transition` objects the methods return. The rule (PROTOCOL.md,
+:class:`~labkit.core.presence.Transition` objects the methods return. The rule (PROTOCOL.md,
 "Heartbeats and presence"): a user is ``online`` while at least one of their connections has
 heartbeated within the last ``expiry_s = 3 * heartbeat_s`` seconds.
 
@@ -39,7 +39,7 @@ Grade it: ``labkit grade ex06``.
 
 from __future__ import annotations
 
-from labkit.presence import OFFLINE, ONLINE, Transition
+from labkit.core.presence import OFFLINE, ONLINE, Transition
 
 __all__ = ["OFFLINE", "ONLINE", "PresenceTracker", "Transition"]
 

@@ -2,7 +2,7 @@
 
 Task
 ----
-Implement :class:`TypingThrottle` (same interface as :mod:`labkit.typing_throttle`):
+Implement :class:`TypingThrottle` (same interface as :mod:`labkit.core.typing_throttle`):
 ``allow(user, channel, now)`` says whether this ``typing`` event should be relayed to the
 channel's other members, and records it if so.
 

@@ -15,7 +15,7 @@ A crash before the script runs leaves nothing; a crash after it leaves a complet
 retry finds. There is no moment in between for a crash or another client to see.
 
 The frame is built inside the script from three pieces made by
-:func:`labkit.protocol.encode_message_parts`, because only Redis knows the seq.
+:func:`labkit.core.protocol.encode_message_parts`, because only Redis knows the seq.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from labkit.protocol import encode_message_parts
-from labkit.store import IDEM_TTL_S, Appended, head_key, idem_key, log_key
+from labkit.core.protocol import encode_message_parts
+from labkit.server.redis.store import IDEM_TTL_S, Appended, head_key, idem_key, log_key
 
 
 class Sequencer:

@@ -9,7 +9,7 @@ the epoch stays the one their ``last_seen`` was counted in until a ``reset`` say
 
 from __future__ import annotations
 
-from labkit.client_state import DUPLICATE, GAP, NEW, Verdict
+from labkit.core.client_state import DUPLICATE, GAP, NEW, Verdict
 
 
 class ClientState:

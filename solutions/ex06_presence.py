@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 
-from labkit.presence import OFFLINE, ONLINE, Transition
+from labkit.core.presence import OFFLINE, ONLINE, Transition
 
 
 class PresenceTracker:

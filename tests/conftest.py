@@ -10,7 +10,8 @@ Fixtures
     Path of ``redis-server``. Skips the test when it is not installed, or fails it when the
     environment sets ``LABKIT_REQUIRE_REDIS=1`` (CI, where skipping would hide a broken setup).
 ``real_redis`` (session)
-    A started :class:`labkit.redis_server.RedisServer` without persistence, stopped at the end
+    A started :class:`labkit.server.redis_server.RedisServer` without persistence, stopped at the
+    end
     of the session. Tests that crash or restart Redis start their own ``RedisServer`` instead.
 ``redis_backend`` (function, parametrized: ``fakeredis`` and ``redis-server``)
     A :class:`RedisFactory`: call it for a new ``redis.asyncio.Redis`` client
@@ -43,7 +44,7 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
-from labkit.redis_server import RedisServer, find_redis_server
+from labkit.server.redis_server import RedisServer, find_redis_server
 
 BACKENDS = [
     pytest.param("fake", id="fakeredis"),
@@ -60,7 +61,8 @@ class RedisFactory:
     """Makes clients of one backend; ``kind`` is "fake" or "real".
 
     ``url`` (real only) includes the test's database, so code under test that takes a URL, like
-    ``labkit.store.connect(url)``, lands in the same place; ``fake_server`` (fake only) is the
+    ``labkit.server.redis.store.connect(url)``, lands in the same place; ``fake_server`` (fake
+    only) is the
     shared ``FakeServer``, for ``connect(None, fake_server=...)``.
     """
 

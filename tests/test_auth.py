@@ -1,4 +1,4 @@
-"""Tests for labkit.auth: the token format, expiry, forgery and garbage (always TokenError)."""
+"""Tests for labkit.core.auth: the token format, expiry, forgery and garbage (always TokenError)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labkit.auth import (
+from labkit.core.auth import (
     DEFAULT_TTL_S,
     USER_NAME,
     TokenError,
@@ -152,7 +152,7 @@ def test_signature_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch)
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(hmac, "compare_digest", spy)  # labkit.auth looks it up per call
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # labkit.core.auth looks it up per call
     token = make_token("alice", SECRET, now=NOW)
     assert verify_token(token, SECRET, now=NOW) == "alice"
     assert reason_of(make_token("alice", "other", now=NOW)) == "bad_signature"

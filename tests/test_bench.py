@@ -29,7 +29,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One `labkit bench --quick` run of every benchmark, shared by the checks below."""
-    from labkit.redis_server import find_redis_server
+    from labkit.server.redis_server import find_redis_server
 
     if find_redis_server() is None:
         if os.environ.get("LABKIT_REQUIRE_REDIS") == "1":

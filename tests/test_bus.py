@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import RedisFactory, open_backend
 
-from labkit.bus import (
+from labkit.server.redis.bus import (
     CONTROL_TOPIC,
     MemoryBus,
     MemoryHub,
@@ -24,7 +24,7 @@ from labkit.bus import (
     channel_topic,
     topic_channel,
 )
-from labkit.redis_server import RedisServer
+from labkit.server.redis_server import RedisServer
 
 TOPIC = channel_topic("test-bus")
 OTHER = channel_topic("test-bus-other")
@@ -222,7 +222,7 @@ async def test_a_failing_handler_does_not_stop_the_reader(
     try:
         await bus.subscribe(TOPIC)
         await until_subscribers(admin, TOPIC, 1)
-        with caplog.at_level(logging.ERROR, logger="labkit.bus"):
+        with caplog.at_level(logging.ERROR, logger="labkit.server.redis.bus"):
             await bus.publish(TOPIC, "boom")
             await bus.publish(TOPIC, "ok")
             await eventually(lambda: got == [(TOPIC, "ok")], "the message after the failure")

@@ -1,4 +1,4 @@
-"""labkit.chaos: randomized live scenarios over real WebSockets, judged by the checker.
+"""labkit.lab.chaos: randomized live scenarios over real WebSockets, judged by the checker.
 
 Each scenario prints its report (and so its seed and replay command) when it fails. The real
 ``redis-server`` runs are private servers on free ports; nothing here touches 127.0.0.1:6379 or
@@ -11,11 +11,11 @@ import random
 
 import pytest
 
-from labkit import chaos
-from labkit.chaos import ChaosOptions, make_plan, run_chaos
 from labkit.cli import main as cli_main
-from labkit.faults import BusKnobs
-from labkit.redis_server import RedisServer
+from labkit.lab import chaos
+from labkit.lab.chaos import ChaosOptions, make_plan, run_chaos
+from labkit.lab.faults import BusKnobs
+from labkit.server.redis_server import RedisServer
 
 
 async def test_chaos_on_fakeredis_has_no_violations() -> None:
@@ -106,7 +106,7 @@ def test_cli_runs_a_scenario_and_exits_0(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_cli_exits_1_on_violations(capsys: pytest.CaptureFixture[str]) -> None:
-    # A weaker design (labkit.weak) under bus loss: the checker must catch it.
+    # A weaker design (labkit.lab.weak) under bus loss: the checker must catch it.
     argv = [
         "--variant", "no_bus_repair", "--bus-loss", "0.3", "--users", "3", "--posts", "40",
         "--gateways", "2", "--seed", "6", "--gateway-faults", "0", "--cuts", "0",

@@ -1,7 +1,8 @@
 """``labkit chat`` without a terminal or a network: the printer, the commands, the state file.
 
-:class:`FakeClient` has the attributes and async methods of :class:`labkit.client.Client` that
-the chat uses, answers from an in-memory channel log, and records every request it gets.
+:class:`FakeClient` has the attributes and async methods of
+:class:`labkit.server.client.Client` that the chat uses, answers from an in-memory channel
+log, and records every request it gets.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import Any, cast
 
 import pytest
 
-from labkit import protocol as p
-from labkit.chat import HELP, ChatPrinter, handle_line, load_resume_state, save_resume_state
-from labkit.client import Client
-from labkit.client_state import ClientState
+from labkit.cli.chat import HELP, ChatPrinter, handle_line, load_resume_state, save_resume_state
+from labkit.core import protocol as p
+from labkit.core.client_state import ClientState
+from labkit.server.client import Client
 
 NOW = 1_764_331_200.0
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from labkit.checker import KINDS, Report, Violation, check
-from labkit.records import FrameRecord, Recording
+from labkit.core.records import FrameRecord, Recording
+from labkit.lab.checker import KINDS, Report, Violation, check
 
 
 class Script:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.auth import verify_token
 from labkit.cli import main
+from labkit.core.auth import verify_token
 
 
 def _env(home: Path) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The asyncio client (``labkit.client.Client``) against real gateways: resume bookkeeping,
+"""The asyncio client (``labkit.server.client.Client``) against real gateways: resume bookkeeping,
 idempotent re-sending of pending posts, failover and refusal, on fakeredis and on a private
 ``redis-server`` (``cluster_factory``)."""
 
@@ -10,10 +10,10 @@ import time
 import pytest
 from wire import ClusterFactory, cluster_factory_fixture, raw_user
 
-from labkit import protocol as p
-from labkit.auth import make_token
-from labkit.client import Client, ClientError, Phase, Unauthorized
-from labkit.cluster import Cluster
+from labkit.core import protocol as p
+from labkit.core.auth import make_token
+from labkit.server.client import Client, ClientError, Phase, Unauthorized
+from labkit.server.cluster import Cluster
 
 cluster_factory = cluster_factory_fixture()
 

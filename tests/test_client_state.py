@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labkit.client_state import DUPLICATE, GAP, NEW, ClientState, Verdict
+from labkit.core.client_state import DUPLICATE, GAP, NEW, ClientState, Verdict
 
 
 def state_with(**channels: tuple[int, str]) -> ClientState:

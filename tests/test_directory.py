@@ -8,8 +8,8 @@ import fakeredis
 import pytest
 from conftest import RedisFactory
 
-from labkit.directory import DEMO_CHANNELS, DEMO_USERS, Directory
-from labkit.store import StoreUnavailable, connect
+from labkit.server.redis.directory import DEMO_CHANNELS, DEMO_USERS, Directory
+from labkit.server.redis.store import StoreUnavailable, connect
 
 
 async def test_seed_demo_seeds_an_empty_workspace_once(redis_backend: RedisFactory) -> None:

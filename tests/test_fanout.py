@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from labkit.fanout import FanoutCore, Outcome
-from labkit.variants import NoRepairFeed
+from labkit.core.fanout import FanoutCore, Outcome
+from labkit.lab.variants import NoRepairFeed
 
 
 def m(seq: int) -> str:

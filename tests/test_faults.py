@@ -1,4 +1,4 @@
-"""labkit.faults: seeded bus faults (pure decisions, then live) and the cluster fault facade.
+"""labkit.lab.faults: seeded bus faults (pure decisions, then live) and the cluster fault facade.
 
 Live tests run real gateways over real WebSockets, on the embedded fakeredis or on a private
 ``redis-server`` started here (never the machine's Redis on 6379, never ``LABKIT_REDIS_URL``).
@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from labkit.bus import channel_topic
-from labkit.checker import check
-from labkit.client import Client, ClientError
-from labkit.cluster import Cluster
-from labkit.faults import (
+from labkit.core.records import Recording
+from labkit.lab.checker import check
+from labkit.lab.faults import (
     DATA_LOSS_LABEL_FAKE,
     OUTAGE_LABEL_FAKE,
     BusFaults,
@@ -26,9 +24,11 @@ from labkit.faults import (
     message_identity,
     unit,
 )
-from labkit.gateway import GatewayConfig
-from labkit.records import Recording
-from labkit.redis_server import RedisServer
+from labkit.server.client import Client, ClientError
+from labkit.server.cluster import Cluster
+from labkit.server.gateway import GatewayConfig
+from labkit.server.redis.bus import channel_topic
+from labkit.server.redis_server import RedisServer
 
 GENERAL = channel_topic("general")
 RANDOM = channel_topic("random")

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from labkit.feed import MAX_FETCH, ChannelFeed, Step
+from labkit.core.feed import MAX_FETCH, ChannelFeed, Step
 
 
 def m(seq: int) -> str:

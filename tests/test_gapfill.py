@@ -21,9 +21,9 @@ from wire import (
     spec,
 )
 
-from labkit.client import Client
-from labkit.cluster import Cluster
-from labkit.gateway import GatewayConfig
+from labkit.server.client import Client
+from labkit.server.cluster import Cluster
+from labkit.server.gateway import GatewayConfig
 
 cluster_factory = cluster_factory_fixture()
 

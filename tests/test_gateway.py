@@ -34,11 +34,11 @@ from wire import (
     spec,
 )
 
-from labkit.auth import make_token
-from labkit.checker import check
-from labkit.client import Client
-from labkit.gateway import GatewayConfig
-from labkit.store import ChannelState, StoreUnavailable, idem_key
+from labkit.core.auth import make_token
+from labkit.lab.checker import check
+from labkit.server.client import Client
+from labkit.server.gateway import GatewayConfig
+from labkit.server.redis.store import ChannelState, StoreUnavailable, idem_key
 
 cluster_factory = cluster_factory_fixture()
 

@@ -1,4 +1,4 @@
-"""The reference consistent-hash ring (``labkit.hashring``) that the notebooks draw."""
+"""The reference consistent-hash ring (``labkit.core.hashring``) that the notebooks draw."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-import labkit.hashring as hashring_module
+import labkit.core.hashring as hashring_module
+from labkit.core.hashring import HashRing, hash64, ideal_moves, moved_keys
 from labkit.grading import grade_module
-from labkit.hashring import HashRing, hash64, ideal_moves, moved_keys
 
 KEYS = [f"channel-{i}" for i in range(10_000)]
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from labkit import impl as impl_module
-from labkit.client_state import ClientState
-from labkit.feed import ChannelFeed
-from labkit.hashring import HashRing
-from labkit.impl import PIECES, Impl, load
-from labkit.presence import PresenceTracker
-from labkit.routing import RoutingTable
-from labkit.sequencer import MemorySequencer
-from labkit.typing_throttle import TypingThrottle
+from labkit.core.client_state import ClientState
+from labkit.core.feed import ChannelFeed
+from labkit.core.hashring import HashRing
+from labkit.core.presence import PresenceTracker
+from labkit.core.routing import RoutingTable
+from labkit.core.sequencer import MemorySequencer
+from labkit.core.typing_throttle import TypingThrottle
+from labkit.lab import impl as impl_module
+from labkit.lab.impl import PIECES, Impl, load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_reference_is_the_default_and_has_no_notices() -> None:
     assert chosen.notices == ()
     for field, cls in REFERENCE.items():
         assert getattr(chosen, field) is cls
-    assert "labkit.feed.ChannelFeed" in chosen.describe()
+    assert "labkit.core.feed.ChannelFeed" in chosen.describe()
 
 
 def test_impl_is_a_frozen_dataclass_covering_every_piece() -> None:

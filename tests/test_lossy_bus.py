@@ -19,11 +19,11 @@ from random import Random
 import pytest
 from wire import ClusterFactory, Follower, cluster_factory_fixture, raw_user
 
-from labkit.bus import topic_channel
-from labkit.checker import check
-from labkit.client import Client
-from labkit.cluster import Cluster
-from labkit.gateway import GatewayConfig
+from labkit.lab.checker import check
+from labkit.server.client import Client
+from labkit.server.cluster import Cluster
+from labkit.server.gateway import GatewayConfig
+from labkit.server.redis.bus import topic_channel
 
 cluster_factory = cluster_factory_fixture()
 

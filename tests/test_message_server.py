@@ -15,11 +15,11 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from conftest import RedisFactory
 
-from labkit.bus import Bus, channel_topic
-from labkit.directory import Directory
-from labkit.message_server import MessageServer
-from labkit.protocol import Ack, ErrorCode, Post, ProtocolError
-from labkit.store import Store, connect
+from labkit.core.protocol import Ack, ErrorCode, Post, ProtocolError
+from labkit.server.message_server import MessageServer
+from labkit.server.redis.bus import Bus, channel_topic
+from labkit.server.redis.directory import Directory
+from labkit.server.redis.store import Store, connect
 
 NOW = 1_764_331_200.0
 

@@ -13,8 +13,8 @@ import time
 import pytest
 from conftest import GATEWAY_SECRET as SECRET
 
-from labkit.auth import make_token
-from labkit.client import Client
+from labkit.core.auth import make_token
+from labkit.server.client import Client
 
 pytestmark = pytest.mark.real_redis
 

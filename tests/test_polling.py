@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from labkit.cluster import Cluster
-from labkit.polling import PollingClient, PollSample, PollStats, percentiles, push_latencies
-from labkit.records import FrameRecord, Recording
+from labkit.core.records import FrameRecord, Recording
+from labkit.lab.polling import PollingClient, PollSample, PollStats, percentiles, push_latencies
+from labkit.server.cluster import Cluster
 
 
 def test_percentiles_are_nearest_rank() -> None:

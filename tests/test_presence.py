@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from labkit.presence import OFFLINE, ONLINE, DigestBuffer, PresenceTracker, Transition
+from labkit.core.presence import OFFLINE, ONLINE, DigestBuffer, PresenceTracker, Transition
 
 
 def drive_to(tracker: PresenceTracker, now: float) -> list[Transition]:

@@ -1,5 +1,5 @@
 """The presence cost model: deterministic, no flapping, and the table in docs/presence.md is
-what the code measures (regenerate it with ``python -m labkit.presence_cost``)."""
+what the code measures (regenerate it with ``python -m labkit.lab.presence_cost``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.presence_cost import (
+from labkit.lab.presence_cost import (
     SIDEBAR_K,
     TEAM_SIZES,
     CostRow,
@@ -70,5 +70,5 @@ def test_docs_table_is_the_measured_one(capsys: pytest.CaptureFixture[str]) -> N
     table = capsys.readouterr().out
     assert table.count("\n| 10,000 |") == 2
     assert table in DOC.read_text(encoding="utf-8"), (
-        "docs/presence.md is out of date: paste the output of `python -m labkit.presence_cost`"
+        "docs/presence.md is out of date: paste the output of `python -m labkit.lab.presence_cost`"
     )

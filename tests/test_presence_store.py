@@ -15,9 +15,9 @@ import socket
 import pytest
 from conftest import RedisFactory
 
-from labkit import presence_store
-from labkit.presence import OFFLINE, ONLINE, PresenceTracker, Transition
-from labkit.presence_store import (
+from labkit.core.presence import OFFLINE, ONLINE, PresenceTracker, Transition
+from labkit.server.redis import presence_store
+from labkit.server.redis.presence_store import (
     LAST_ACTIVE_KEY,
     ONLINE_KEY,
     PRESENCE_TOPIC,
@@ -26,7 +26,7 @@ from labkit.presence_store import (
     decode_transition,
     encode_transition,
 )
-from labkit.store import StoreUnavailable, connect
+from labkit.server.redis.store import StoreUnavailable, connect
 
 NOW = 1_764_331_200.0
 

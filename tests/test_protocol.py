@@ -1,4 +1,4 @@
-"""Tests for labkit.protocol: every error path of the parser, the exact wire spelling of the
+"""Tests for labkit.core.protocol: every error path of the parser, the exact wire spelling of the
 encoder, and round trips (example-based and with Hypothesis)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labkit.protocol import (
+from labkit.core.protocol import (
     CHANNEL_NAME,
     DEFAULT_HISTORY_LIMIT,
     MAX_HISTORY_LIMIT,

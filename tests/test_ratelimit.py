@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from labkit.ratelimit import RateLimiter, TokenBucket
+from labkit.core.ratelimit import RateLimiter, TokenBucket
 
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:

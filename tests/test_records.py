@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from labkit.records import FrameRecord, Recording
+from labkit.core.records import FrameRecord, Recording
 
 T0 = 1_764_331_200.123
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from labkit import redis_server
-from labkit.redis_server import RedisServer, RedisServerError, find_redis_server
+from labkit.server import redis_server
+from labkit.server.redis_server import RedisServer, RedisServerError, find_redis_server
 
 
 def client(server: RedisServer) -> redis.Redis:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.resume import (
+from labkit.core.resume import (
     EPOCH_CHANGED,
     MAX_GAP_FILL,
     TOO_FAR_BEHIND,

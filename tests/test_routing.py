@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from labkit.routing import RoutingTable
+from labkit.core.routing import RoutingTable
 
 
 def test_add_says_subscribe_only_for_the_first_connection_of_a_channel() -> None:

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from labkit.bus import CONTROL_TOPIC, MemoryHub, channel_topic
-from labkit.cluster import Cluster
-from labkit.routing_variants import ALL_TOPIC, RoutedBus, bus_cost, routed_builder, use_routing
+from labkit.lab.routing_variants import ALL_TOPIC, RoutedBus, bus_cost, routed_builder, use_routing
+from labkit.server.cluster import Cluster
+from labkit.server.redis.bus import CONTROL_TOPIC, MemoryHub, channel_topic
 
 
 async def test_broadcast_bus_delivers_every_channel_to_every_gateway() -> None:

@@ -14,8 +14,8 @@ import random
 import fakeredis
 import pytest
 
-from labkit.protocol import Message, encode, encode_message_parts
-from labkit.sequencer import POST_SCRIPT, MemorySequencer
+from labkit.core.protocol import Message, encode, encode_message_parts
+from labkit.core.sequencer import POST_SCRIPT, MemorySequencer
 
 
 def test_memory_sequencer_is_gap_free_per_channel() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from labkit.sim import SimConfig, explore, run
-from labkit.sim.clock import Scheduler
-from labkit.sim.schedules import mixed_faults
+from labkit.lab.sim import SimConfig, explore, run
+from labkit.lab.sim.clock import Scheduler
+from labkit.lab.sim.schedules import mixed_faults
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ def test_different_seeds_give_different_runs() -> None:
 def test_replay_does_not_depend_on_the_hash_seed() -> None:
     """Set iteration order of strings changes with PYTHONHASHSEED; the simulator must not."""
     code = (
-        "import hashlib; from labkit.sim import run, SimConfig;"
+        "import hashlib; from labkit.lab.sim import run, SimConfig;"
         "r = run(5, SimConfig(bus_loss=0.2, bus_reorder=0.1, crashes=1, partitions=1, cuts=2,"
         " membership_changes=3));"
         "print(hashlib.sha256((r.recording.to_jsonl() + '\\n'.join(r.log)).encode()).hexdigest())"
@@ -204,7 +204,7 @@ def test_1000_seeded_schedules_keep_every_guarantee() -> None:
     assert failure is None, (
         f"seed {summary.first_failing_seed} (of {summary.failed} failing: "
         f"{summary.failing_seeds[:10]}) broke a guarantee; replay it with "
-        f"labkit.sim.run({summary.first_failing_seed}, mixed({summary.first_failing_seed}))\n"
+        f"labkit.lab.sim.run({summary.first_failing_seed}, mixed({summary.first_failing_seed}))\n"
         + failure.report.render()
     )
     for kind in ("bus_loss", "bus_dup", "bus_reorder", "partition", "crash", "cut", "reconnect"):
@@ -229,7 +229,7 @@ def test_explore_names_the_first_failing_seed() -> None:
 def test_command_line_explores_and_exposes_every_variant(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from labkit.sim.__main__ import main
+    from labkit.lab.sim.__main__ import main
 
     assert main(["explore", "--schedules", "20"]) == 0
     assert ":valid? true" in capsys.readouterr().out

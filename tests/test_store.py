@@ -19,9 +19,8 @@ import fakeredis
 import pytest
 from conftest import RedisFactory
 
-from labkit.protocol import Message, encode
-from labkit.redis_server import RedisServer
-from labkit.store import (
+from labkit.core.protocol import Message, encode
+from labkit.server.redis.store import (
     Appended,
     ChannelState,
     IdConflict,
@@ -30,6 +29,7 @@ from labkit.store import (
     connect,
     log_key,
 )
+from labkit.server.redis_server import RedisServer
 
 NOW = 1_764_331_200.0
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from labkit.typing_throttle import TypingThrottle
+from labkit.core.typing_throttle import TypingThrottle
 
 
 def test_default_is_one_event_per_two_seconds() -> None:

@@ -12,12 +12,12 @@ from collections import Counter
 
 import pytest
 
-from labkit.checker import Violation
-from labkit.feed import ChannelFeed
-from labkit.presence import OFFLINE, ONLINE, PresenceTracker
-from labkit.resume import plan_resume
-from labkit.sim import SimConfig, SimResult, run
-from labkit.variants import (
+from labkit.core.feed import ChannelFeed
+from labkit.core.presence import OFFLINE, ONLINE, PresenceTracker
+from labkit.core.resume import plan_resume
+from labkit.lab.checker import Violation
+from labkit.lab.sim import SimConfig, SimResult, run
+from labkit.lab.variants import (
     REAL,
     VARIANTS,
     FlappingPresenceTracker,

@@ -1,7 +1,7 @@
 """The notebook widgets: their snapshots on hand-made records, and live on a real cluster.
 
 The pure parts (``FanoutModel``, ``TimelineModel``, the presence board on a recording) are fed
-:class:`~labkit.records.FrameRecord` lists written out by hand, so each test reads like the run
+:class:`~labkit.core.records.FrameRecord` lists written out by hand, so each test reads like the run
 it describes. The live tests start a real in-process cluster on the embedded store and wait on
 conditions (a client's seq, the checker's verdict), never on fixed sleeps.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from labkit import viz
-from labkit.cluster import Cluster
-from labkit.records import FrameRecord, Recording
-from labkit.routing_variants import use_routing
+from labkit.core.records import FrameRecord, Recording
+from labkit.lab.routing_variants import use_routing
+from labkit.server.cluster import Cluster
 from labkit.viz.base import LiveWidget
 from labkit.viz.svg import PALETTE, el, table_html, text
 from labkit.viz.tap import BusEvent
@@ -238,7 +238,7 @@ async def test_fanout_graph_counts_wasted_deliveries_under_broadcast() -> None:
 
 
 def test_a_seeded_simulation_replays_the_same_pictures() -> None:
-    from labkit.sim import SimConfig, run
+    from labkit.lab.sim import SimConfig, run
 
     config = SimConfig(bus_loss=0.2, cuts=2, crashes=1, posts=60)
     first, again = run(5, config), run(5, config)

@@ -1,4 +1,4 @@
-"""labkit.weak: each weaker design, live, fails the way it should; the real design does not.
+"""labkit.lab.weak: each weaker design, live, fails the way it should; the real design does not.
 
 Every scenario runs twice, on the real design (``variant=None``) and on the weak variant, with
 the same seed and the same steps, over real WebSockets on the embedded fakeredis.
@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from labkit import weak
-from labkit.bus import channel_topic
-from labkit.checker import Report, check
-from labkit.client import Client
-from labkit.cluster import Cluster, build_gateway
-from labkit.gateway import GatewayConfig
+from labkit.lab import weak
+from labkit.lab.checker import Report, check
+from labkit.server.client import Client
+from labkit.server.cluster import Cluster, build_gateway
+from labkit.server.gateway import GatewayConfig
+from labkit.server.redis.bus import channel_topic
 
 FAST = GatewayConfig(rate_per_s=1000, rate_burst=1000)
 

@@ -42,8 +42,8 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from labkit.cluster import Cluster
-from labkit.redis_server import RedisServer
+from labkit.server.cluster import Cluster
+from labkit.server.redis_server import RedisServer
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -482,7 +482,7 @@ class ClusterFactory:
 async def _retry_store(action: Callable[[], Any], attempts: int = 20) -> Any:
     """Run ``action`` (an async callable), retrying while a restarted Redis is not yet reachable
     from a pooled connection."""
-    from labkit.store import StoreUnavailable
+    from labkit.server.redis.store import StoreUnavailable
 
     for attempt in range(attempts):
         try:

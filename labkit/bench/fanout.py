@@ -26,13 +26,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from labkit import protocol as p
 from labkit.bench.context import Context, Skip
 from labkit.bench.procs import Child, load_average, start_harness
 from labkit.bench.profiles import summarise
 from labkit.bench.rigs import Rig, bare_rig, labkit_rig
 from labkit.bench.schema import Result
 from labkit.bench.workload import CHANNEL, ClientGate, Sentinel, drive, text
+from labkit.core import protocol as p
 
 NAME = "fanout"
 BASELINE = "websockets-broadcast"
@@ -56,10 +56,10 @@ async def open_system(
 ) -> AsyncIterator[Setup]:
     tag = f"fanout-{system}" + ("-profile" if profile else "")
     if system == "labkit":
-        from labkit.bus import RedisBus
-        from labkit.directory import Directory
-        from labkit.message_server import MessageServer
-        from labkit.store import Store, connect
+        from labkit.server.message_server import MessageServer
+        from labkit.server.redis.bus import RedisBus
+        from labkit.server.redis.directory import Directory
+        from labkit.server.redis.store import Store, connect
 
         async with labkit_rig(
             ctx, tag, clients=conns, extra_users=["driver"], profile=profile

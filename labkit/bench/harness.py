@@ -200,7 +200,8 @@ class Harness:
             conn.failed = False
             await self._session(conn, token)
             if conn.failed:
-                # Refused ("unavailable") or not listening: retry as labkit.client.Client does,
+                # Refused ("unavailable") or not listening: retry as labkit.server.client.Client
+                # does,
                 # exponentially from 50 ms to 2 s with jitter, so a crowd does not hammer the
                 # server. Failed attempts are counted and reported.
                 attempt += 1

@@ -27,13 +27,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from labkit import protocol as p
 from labkit.bench.context import Context, Skip
 from labkit.bench.procs import Child, start_harness
 from labkit.bench.profiles import summarise
 from labkit.bench.rigs import Rig, labkit_rig
 from labkit.bench.schema import Result
 from labkit.bench.workload import CHANNEL, Sentinel, paced, text, user_names
+from labkit.core import protocol as p
 
 NAME = "latency"
 STEADY_RATE = 20.0

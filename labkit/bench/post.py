@@ -1,7 +1,7 @@
 """post: posts per second through the message server (check, sequence and store, publish).
 
 Workload: ``concurrency`` callers share one event loop (as the sessions of a gateway do) and
-call :meth:`labkit.message_server.MessageServer.post` until ``posts`` posts are acknowledged,
+call :meth:`labkit.server.message_server.MessageServer.post` until ``posts`` posts are acknowledged,
 against a private ``redis-server``. Each post is a membership check (SISMEMBER), the sequencing
 Lua script (INCR, ZADD, the idempotency key) and a PUBLISH: three round trips.
 
@@ -26,16 +26,16 @@ from typing import Any
 import psutil
 import redis.asyncio as aioredis
 
-from labkit import protocol as p
 from labkit.bench.context import Context
 from labkit.bench.profiles import summarise
 from labkit.bench.rigs import private_redis
 from labkit.bench.schema import Result
 from labkit.bench.workload import CHANNEL, seed_members, text
-from labkit.bus import RedisBus, channel_topic
-from labkit.directory import Directory
-from labkit.message_server import MessageServer
-from labkit.store import Store, connect
+from labkit.core import protocol as p
+from labkit.server.message_server import MessageServer
+from labkit.server.redis.bus import RedisBus, channel_topic
+from labkit.server.redis.directory import Directory
+from labkit.server.redis.store import Store, connect
 
 NAME = "post"
 BASELINE = "redis-publish"

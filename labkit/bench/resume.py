@@ -21,18 +21,18 @@ import math
 import time
 from typing import Any
 
-from labkit import protocol as p
 from labkit.bench.context import Context
 from labkit.bench.procs import start_harness
 from labkit.bench.profiles import summarise
 from labkit.bench.rigs import labkit_rig
 from labkit.bench.schema import Result
 from labkit.bench.workload import CHANNEL, command_calls, text
-from labkit.bus import RedisBus
-from labkit.directory import Directory
-from labkit.gateway import GatewayConfig
-from labkit.message_server import MessageServer
-from labkit.store import Store, connect
+from labkit.core import protocol as p
+from labkit.server.gateway import GatewayConfig
+from labkit.server.message_server import MessageServer
+from labkit.server.redis.bus import RedisBus
+from labkit.server.redis.directory import Directory
+from labkit.server.redis.store import Store, connect
 
 NAME = "resume"
 FILL_PAGE = GatewayConfig().fill_page

@@ -19,8 +19,8 @@ import redis.asyncio as aioredis
 from labkit.bench.context import Context, Skip
 from labkit.bench.procs import Child, start_bare, start_gateway, stop_all
 from labkit.bench.workload import CHANNEL, seed_members, tokens, user_names
-from labkit.redis_server import RedisServer, RedisServerError, find_redis_server
-from labkit.store import connect
+from labkit.server.redis.store import connect
+from labkit.server.redis_server import RedisServer, RedisServerError, find_redis_server
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 ``python -m labkit.bench.servers gateway --redis URL --secret S [--port P] [--profile FILE]``
     One labkit gateway (exactly what ``labkit gateway`` runs, built by
-    :func:`labkit.cluster.build_gateway`), which also answers ``stats`` on stdin with its
+    :func:`labkit.server.cluster.build_gateway`), which also answers ``stats`` on stdin with its
     counters and the store's read count, and writes a cProfile file at exit when asked.
 
 ``python -m labkit.bench.servers bare [--port P]``
@@ -66,9 +66,9 @@ async def _serve_commands(stats: Any) -> None:
 
 
 async def run_gateway(args: argparse.Namespace) -> int:
-    from labkit.cluster import build_gateway
-    from labkit.gateway import GatewayConfig
-    from labkit.store import connect
+    from labkit.server.cluster import build_gateway
+    from labkit.server.gateway import GatewayConfig
+    from labkit.server.redis.store import connect
 
     def make_client() -> aioredis.Redis:
         return connect(args.redis)

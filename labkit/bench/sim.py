@@ -1,6 +1,6 @@
 """sim: simulated deliveries per second of wall time in the seeded simulation.
 
-Workload: :func:`labkit.sim.run` with fixed seeds; every user is a member of the three demo
+Workload: :func:`labkit.lab.sim.run` with fixed seeds; every user is a member of the three demo
 channels, so a post is delivered to every connected user. The sizes grow from a classroom
 (50 users) to 1,000 users, plus one run with faults (10% bus loss, a gateway crash, cuts) to show
 what repairs cost. The human-readable log is off (``log=False``), as for any bulk run; the
@@ -43,10 +43,10 @@ def _label(cfg: dict[str, Any]) -> str:
 
 async def run(ctx: Context, result: Result) -> None:
     try:
-        from labkit.sim import SimConfig
-        from labkit.sim import run as sim_run
+        from labkit.lab.sim import SimConfig
+        from labkit.lab.sim import run as sim_run
     except ImportError as exc:
-        raise Skip(f"labkit.sim is not available yet ({exc})") from exc
+        raise Skip(f"labkit.lab.sim is not available yet ({exc})") from exc
     repeat = 1 if ctx.quick else ctx.repeat
     configs = _configs(ctx.quick)
     result.params = {"configs": configs, "seed": 1, "runs": repeat, "log": False}
@@ -98,7 +98,7 @@ async def run(ctx: Context, result: Result) -> None:
         ctx.logs.mkdir(parents=True, exist_ok=True)
         path = ctx.logs / "sim.prof"
         profiler.dump_stats(str(path))
-        result.profile["labkit.sim.run"] = summarise(path)
+        result.profile["labkit.lab.sim.run"] = summarise(path)
     result.headline = {
         "metric": "deliveries_per_s",
         "unit": "deliveries/s",

@@ -22,8 +22,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from labkit.auth import make_token
-from labkit.directory import CHANNELS_KEY, members_key, user_channels_key
+from labkit.core.auth import make_token
+from labkit.server.redis.directory import CHANNELS_KEY, members_key, user_channels_key
 
 CHANNEL = "bench"
 TEXT_BYTES = 100

@@ -1,6 +1,6 @@
 """ChaosPanel: break a running cluster with sliders and buttons, and watch the checker's verdict.
 
-Bound to one :class:`~labkit.cluster.Cluster` and its :class:`~labkit.faults.Faults`:
+Bound to one :class:`~labkit.server.cluster.Cluster` and its :class:`~labkit.lab.faults.Faults`:
 
 * bus knobs as sliders (loss, duplication, reordering as probabilities; delay and jitter in
   ms), applied to every gateway the moment they move;
@@ -8,7 +8,7 @@ Bound to one :class:`~labkit.cluster.Cluster` and its :class:`~labkit.faults.Fau
 * per user: cut their connections (they resume by themselves) or make them a slow consumer;
 * Redis: an outage of a few seconds, a restart, a data loss (on the embedded store these are
   stand-ins, and the event log says so);
-* the invariant checker (:func:`labkit.checker.check`) run on everything recorded so far,
+* the invariant checker (:func:`labkit.lab.checker.check`) run on everything recorded so far,
   every time the panel updates.
 
 Every button calls a coroutine method of the same name (``await panel.crash(1)``), so a
@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from labkit.checker import Report, check
+from labkit.lab.checker import Report, check
 from labkit.viz.base import LiveWidget
 from labkit.viz.svg import FONT, PALETTE, badge, table_html, text
 
 if TYPE_CHECKING:
-    from labkit.client import Client
-    from labkit.cluster import Cluster
+    from labkit.server.client import Client
+    from labkit.server.cluster import Cluster
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ message (the newest, or the one chosen with the slider) is drawn in orange; a ga
 it on the bus gets a red bus edge and a green edge from the store, where it fetched the repair.
 A gateway not subscribed to the channel's topic has a dashed edge: the bus sends it nothing.
 
-Data, all plain: the clients' :class:`~labkit.records.Recording` (who received what, through
+Data, all plain: the clients' :class:`~labkit.core.records.Recording` (who received what, through
 which gateway, and the acks of posts) and, live, a :class:`~labkit.viz.tap.GatewayTap` (what
 each gateway got from the bus and what it repaired). The layout is computed once with networkx
 (``multipartite_layout``, one layer per role) and never moves; a user first seen later is added
@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 import networkx as nx
 
-from labkit.bus import channel_topic
-from labkit.records import FrameRecord, Recording
+from labkit.core.records import FrameRecord, Recording
+from labkit.server.redis.bus import channel_topic
 from labkit.viz.base import LiveWidget
 from labkit.viz.svg import FONT, PALETTE, el, legend_html, svg, text
 from labkit.viz.tap import BusEvent, GatewayTap
 
 if TYPE_CHECKING:
-    from labkit.cluster import Cluster
+    from labkit.server.cluster import Cluster
 
 AGGREGATE_ABOVE = 24
 """Members beyond which connections are drawn as one node per gateway."""

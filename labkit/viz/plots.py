@@ -18,7 +18,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from labkit.polling import percentiles
+from labkit.lab.polling import percentiles
 
 COLOURS = ["#2563eb", "#f59e0b", "#16a34a", "#dc2626", "#a855f7", "#0891b2", "#6b7280"]
 

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from labkit.records import Recording
+from labkit.core.records import Recording
 from labkit.viz.base import LiveWidget
 from labkit.viz.svg import FONT, PALETTE, Raw, badge, table_html, text
 
 if TYPE_CHECKING:
-    from labkit.cluster import Cluster
+    from labkit.server.cluster import Cluster
 
 
 class PresenceBoard(LiveWidget):

@@ -1,6 +1,6 @@
 """A tap on a running cluster's gateways: what each one got from the bus, and what it repaired.
 
-The clients' :class:`~labkit.records.Recording` says who received which message; it cannot say
+The clients' :class:`~labkit.core.records.Recording` says who received which message; it cannot say
 how the message reached the gateway. A :class:`GatewayTap` adds that, without changing the
 gateway's code: it wraps two methods of each running ``Gateway`` *instance*:
 
@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from labkit.bus import topic_channel
+from labkit.server.redis.bus import topic_channel
 
 if TYPE_CHECKING:
-    from labkit.cluster import Cluster
-    from labkit.gateway import Gateway
+    from labkit.server.cluster import Cluster
+    from labkit.server.gateway import Gateway
 
 How = Literal["bus", "wasted", "repair"]
 

@@ -14,7 +14,7 @@ reset      skipped on purpose: the server sent ``reset`` (too far behind) instea
 ========== ==================================================================================
 
 Seqs before the client started tracking the channel (it joined at ``head``) are not owed and
-are drawn blank. Everything comes from the clients' :class:`~labkit.records.Recording`, so the
+are drawn blank. Everything comes from the clients' :class:`~labkit.core.records.Recording`, so the
 same widget follows a live cluster and replays a finished run or a seeded simulation.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from labkit.records import FrameRecord, Recording
+from labkit.core.records import FrameRecord, Recording
 from labkit.viz.base import LiveWidget
 from labkit.viz.svg import PALETTE, el, legend_html, svg, text
 

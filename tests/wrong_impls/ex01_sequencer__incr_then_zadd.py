@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from labkit.protocol import encode_message_parts
-from labkit.store import IDEM_TTL_S, Appended, head_key, idem_key, log_key
+from labkit.core.protocol import encode_message_parts
+from labkit.server.redis.store import IDEM_TTL_S, Appended, head_key, idem_key, log_key
 
 EXERCISE = "ex01_sequencer"
 MISTAKE = (

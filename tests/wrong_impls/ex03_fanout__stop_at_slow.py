@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from labkit.protocol import Message, encode
+from labkit.core.protocol import Message, encode
 
 SLOW_CONSUMER = 4008
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labkit.client_state import DUPLICATE, GAP, NEW, Verdict
+from labkit.core.client_state import DUPLICATE, GAP, NEW, Verdict
 
 EXERCISE = "ex04_resume"
 MISTAKE = (

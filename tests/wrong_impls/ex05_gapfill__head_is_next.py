@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from labkit.feed import Step
+from labkit.core.feed import Step
 
 P = TypeVar("P")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 
-from labkit.presence import OFFLINE, ONLINE, Transition
+from labkit.core.presence import OFFLINE, ONLINE, Transition
 
 EXERCISE = "ex06_presence"
 MISTAKE = "flapping: a phone changing networks shows offline then online to every watcher"

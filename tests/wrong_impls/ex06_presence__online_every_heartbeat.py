@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 
-from labkit.presence import OFFLINE, ONLINE, Transition
+from labkit.core.presence import OFFLINE, ONLINE, Transition
 
 EXERCISE = "ex06_presence"
 MISTAKE = "every heartbeat of every device is broadcast to every watcher"

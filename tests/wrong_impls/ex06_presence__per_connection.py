@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labkit.presence import OFFLINE, ONLINE, Transition
+from labkit.core.presence import OFFLINE, ONLINE, Transition
 
 EXERCISE = "ex06_presence"
 MISTAKE = "one quiet device takes the user offline although another device keeps heartbeating"

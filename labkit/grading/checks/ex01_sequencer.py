@@ -30,6 +30,7 @@ from fakeredis.aioredis import FakeAsyncRedisConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from labkit.core.protocol import Message, encode
 from labkit.grading.framework import (
     CheckFunc,
     CheckList,
@@ -39,8 +40,7 @@ from labkit.grading.framework import (
     run_async,
     show,
 )
-from labkit.protocol import Message, encode
-from labkit.store import head_key, log_key
+from labkit.server.redis.store import head_key, log_key
 
 checks = CheckList()
 

@@ -14,8 +14,8 @@ import random
 from types import ModuleType
 from typing import Any
 
+from labkit.core.protocol import Message, encode
 from labkit.grading.framework import CheckList, Failure, expect, need, show
-from labkit.protocol import Message, encode
 
 checks = CheckList()
 

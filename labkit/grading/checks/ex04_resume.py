@@ -11,7 +11,7 @@ import random
 from types import ModuleType
 from typing import Any
 
-from labkit.client_state import DUPLICATE, GAP, NEW
+from labkit.core.client_state import DUPLICATE, GAP, NEW
 from labkit.grading.framework import CheckList, Failure, expect, need, show
 
 checks = CheckList()

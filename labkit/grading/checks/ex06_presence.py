@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
+from labkit.core.presence import OFFLINE, ONLINE
 from labkit.grading.framework import CheckList, Failure, expect, need, show
-from labkit.presence import OFFLINE, ONLINE
 
 checks = CheckList()
 

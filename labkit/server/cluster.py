@@ -1,0 +1,335 @@
+"""A whole labkit system inside the current event loop, for notebooks and tests.
+
+::
+
+    async with labkit.Cluster(gateways=3) as cluster:
+        alice = await cluster.connect("alice")
+        await alice.post("general", "hi")
+        await cluster.stop_gateway(1)      # abrupt crash
+        await cluster.drain_gateway(2)     # graceful: reconnect frame, close 1012
+
+or, for a cluster that lives across notebook cells::
+
+    cluster = await labkit.Cluster.start(gateways=3)
+    ...
+    await cluster.stop()
+
+Gateways listen on free loopback ports. The store, directory, bus and presence run on the
+embedded fakeredis (one ``FakeServer`` shared by every gateway, so they form one system) unless
+``redis_url`` names a real Redis, or ``redis_server`` hands the cluster a private
+:class:`~labkit.server.redis_server.RedisServer` it may crash and restart (the creator closes it).
+Starting a cluster stops the one started before it in the same process, so re-running a notebook
+cell never leaves servers or ports behind.
+
+Faults: ``cluster.faults`` (:class:`labkit.lab.faults.Faults`) crashes, drains and restarts
+gateways,
+cuts them off from the bus, takes Redis away, and turns the seeded bus knobs of
+``cluster.bus_faults``, which every gateway the cluster starts is wired to. Weaker designs, for
+side-by-side demos, only with an explicit ``Cluster(variant=NAME)`` (see :mod:`labkit.lab.weak`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import fakeredis
+import redis.asyncio as aioredis
+
+from labkit.core.auth import DEFAULT_TTL_S, make_token
+from labkit.core.fanout import FanoutCore
+from labkit.core.records import Recording
+from labkit.lab.faults import BusFaults, Faults
+from labkit.lab.impl import REFERENCE, Impl, load, load_append
+from labkit.server.client import Client
+from labkit.server.gateway import Conn, Gateway, GatewayConfig
+from labkit.server.redis.bus import RedisBus
+from labkit.server.redis.directory import Directory
+from labkit.server.redis.presence_store import PresenceStore
+from labkit.server.redis.store import AppendImpl, Store, connect
+from labkit.server.redis_server import RedisServer
+
+log = logging.getLogger(__name__)
+
+GatewayBuilder = Callable[..., Gateway]
+"""``builder(config, make_client, secret, *, clock) -> Gateway``, like :func:`build_gateway`."""
+
+
+def build_gateway(
+    config: GatewayConfig,
+    make_client: Callable[[], aioredis.Redis],
+    secret: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    impl: Impl | None = None,
+    append_impl: AppendImpl | None = None,
+) -> Gateway:
+    """A gateway wired to the Redis that ``make_client`` reaches (store, directory, bus, presence).
+
+    The store, directory and presence share one client (a connection pool); the bus gets its
+    own clients, since a subscribed connection can do nothing else. ``impl`` supplies the
+    routing table, channel feed and typing throttle (a learner's, with ``--impl exercises``)
+    and ``append_impl`` a learner's sequencing script.
+    """
+    client = make_client()
+    core: FanoutCore[Conn, str] | None = None
+    throttle = None
+    if impl is not None:
+        core = FanoutCore(impl.routing_table, impl.channel_feed)
+        throttle = impl.typing_throttle(config.typing_interval_s)
+    return Gateway(
+        config,
+        store=Store(client, append_impl=append_impl),
+        directory=Directory(client),
+        bus=RedisBus(make_client),
+        secret=secret,
+        presence=PresenceStore(client, heartbeat_s=config.heartbeat_s),
+        clock=clock,
+        core=core,
+        typing_throttle=throttle,
+    )
+
+
+class Cluster:
+    """N gateways around one Redis (embedded by default), plus helpers to connect clients."""
+
+    _current: ClassVar[Cluster | None] = None
+
+    def __init__(
+        self,
+        gateways: int = 3,
+        *,
+        redis_url: str | None = None,
+        secret: str | None = None,
+        heartbeat_s: float | None = None,
+        seed_demo: bool = True,
+        config: GatewayConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        seed: int = 0,
+        port: int = 0,
+        redis_server: RedisServer | None = None,
+        bus_faults: BusFaults | None = None,
+        variant: str | None = None,
+        impl: str = REFERENCE,
+    ) -> None:
+        if gateways < 1:
+            raise ValueError("a cluster needs at least one gateway")
+        if redis_server is not None and redis_url is not None:
+            raise ValueError("pass either redis_url or redis_server, not both")
+        self.gateway_count = gateways
+        self.redis_url = redis_url
+        self.secret = secret or secrets.token_hex(16)
+        config = config or GatewayConfig()
+        # ``heartbeat_s`` overrides the config's; without it the config's value holds (it used
+        # to be silently replaced by 10 s, so GatewayConfig(heartbeat_s=...) had no effect).
+        self.heartbeat_s = config.heartbeat_s if heartbeat_s is None else heartbeat_s
+        self.seed_demo = seed_demo
+        self.base_config = replace(config, heartbeat_s=self.heartbeat_s)
+        self.clock = clock
+        self.seed = seed
+        self.fake_server: fakeredis.FakeServer | None = None
+        self.redis: aioredis.Redis | None = None
+        self.store: Store | None = None
+        self.directory: Directory | None = None
+        self.gateways: list[Gateway | None] = []
+        self._ports: list[int] = []
+        self.first_port = port
+        """Gateway ``i`` listens on ``port + i``; 0 picks free ports."""
+        self.clients: list[Client] = []
+        self.recording = Recording()
+        self._client_numbers: dict[str, int] = {}
+        self._next_gateway = 0
+        self.redis_server = redis_server
+        """A private redis-server this cluster may stop, kill and restart (faults use it)."""
+        self.bus_faults = bus_faults if bus_faults is not None else BusFaults(seed)
+        """Seeded bus knobs, installed on every gateway; all zero unless turned."""
+        self.faults = Faults(self)
+        self.gateway_builder: GatewayBuilder = build_gateway
+        self.client_setup: list[Callable[[Client], None]] = []
+        """Applied to each new client before it connects (only :mod:`labkit.lab.weak` uses it)."""
+        self.impl: Impl = load(impl)
+        """Whose routing table, feed, typing throttle and client state run: ``impl.describe()``."""
+        self.notices: list[str] = list(self.impl.notices)
+        self._append_impl: AppendImpl | None = None
+        if impl != REFERENCE:
+            self.notices.append(
+                "the presence tracker exercise runs in the simulator (labkit.lab.sim); live "
+                "presence is shared through Redis by labkit.server.redis.presence_store"
+            )
+            self.client_setup.append(self._use_learner_client_state)
+        self.variant: str | None = None
+        if variant is not None:
+            from labkit.lab.weak import enable  # explicit opt-in only: never on by default
+
+            enable(self, variant)
+
+    def _use_learner_client_state(self, client: Client) -> None:
+        client.state = self.impl.client_state()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @classmethod
+    async def start(cls, gateways: int = 3, **kwargs: Any) -> Cluster:
+        cluster = cls(gateways, **kwargs)
+        await cluster.start_all()
+        return cluster
+
+    async def __aenter__(self) -> Cluster:
+        await self.start_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def make_client(self) -> aioredis.Redis:
+        """A new redis-py asyncio client on this cluster's Redis (real or embedded)."""
+        if self.redis_url is not None:
+            return connect(self.redis_url)
+        return connect(None, fake_server=self.fake_server)
+
+    async def start_all(self) -> None:
+        """Start the store and every gateway (``start`` and ``async with`` call this)."""
+        previous = Cluster._current
+        if previous is not None and previous is not self:
+            log.info("stopping the previous cluster first")
+            await previous.stop()
+        Cluster._current = self
+        if self.redis_server is not None:
+            if not self.redis_server.running:
+                await asyncio.to_thread(self.redis_server.start)
+            self.redis_url = self.redis_server.url
+        if self.redis_url is None:
+            self.fake_server = fakeredis.FakeServer()
+        self.redis = self.make_client()
+        self.store = Store(self.redis)
+        self.directory = Directory(self.redis)
+        if self.seed_demo:
+            await self.directory.seed_demo()
+        if self.impl.name != REFERENCE:
+            self._append_impl, notice = await load_append(self.impl.name)
+            if notice is not None:
+                self.notices.append(notice)
+            for notice in self.notices:
+                log.warning("%s", notice)
+        self.gateways = [None] * self.gateway_count
+        self._ports = [
+            self.first_port + i if self.first_port else 0 for i in range(self.gateway_count)
+        ]
+        for index in range(self.gateway_count):
+            await self.start_gateway(index)
+
+    async def stop(self) -> None:
+        """Close every client and gateway (abruptly: nothing to drain for) and the Redis clients."""
+        for client in self.clients:
+            await client.close()
+        self.clients.clear()
+        for index, gateway in enumerate(self.gateways):
+            if gateway is not None:
+                self.bus_faults.uninstall(gateway)
+                await gateway.crash()
+                self.gateways[index] = None
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+        if Cluster._current is self:
+            Cluster._current = None
+
+    # -- gateways ---------------------------------------------------------------------------
+
+    def _gateway(self, index: int) -> Gateway:
+        if not 0 <= index < len(self.gateways):
+            raise IndexError(f"gateway index {index} out of range 0..{len(self.gateways) - 1}")
+        gateway = self.gateways[index]
+        if gateway is None:
+            raise RuntimeError(f"gateway {index} is not running; restart_gateway({index}) first")
+        return gateway
+
+    async def start_gateway(self, index: int) -> Gateway:
+        """Start (or restart, on the same port) gateway ``index``."""
+        if self.gateways[index] is not None:
+            raise RuntimeError(f"gateway {index} is already running")
+        config = replace(self.base_config, name=f"gw-{index + 1}", port=self._ports[index])
+        if self.gateway_builder is build_gateway and self.impl.name != REFERENCE:
+            gateway = build_gateway(
+                config,
+                self.make_client,
+                self.secret,
+                clock=self.clock,
+                impl=self.impl,
+                append_impl=self._append_impl,
+            )
+        else:
+            gateway = self.gateway_builder(config, self.make_client, self.secret, clock=self.clock)
+        self.bus_faults.install(gateway)
+        await gateway.start()
+        self._ports[index] = gateway.port
+        self.gateways[index] = gateway
+        return gateway
+
+    restart_gateway = start_gateway
+
+    async def stop_gateway(self, index: int) -> None:
+        """Crash gateway ``index``: connections drop without a close frame."""
+        gateway = self._gateway(index)
+        self.gateways[index] = None
+        self.bus_faults.uninstall(gateway)
+        await gateway.crash()
+
+    async def drain_gateway(self, index: int) -> None:
+        """Shut gateway ``index`` down gracefully: ``reconnect`` frame, then close 1012."""
+        gateway = self._gateway(index)
+        self.gateways[index] = None
+        self.bus_faults.uninstall(gateway)
+        await gateway.drain()
+
+    @property
+    def urls(self) -> list[str]:
+        """The URLs of every gateway slot (a stopped one keeps its URL: it may come back)."""
+        return [f"ws://{self.base_config.host}:{port}/ws" for port in self._ports]
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def token(self, user: str, ttl_s: float = DEFAULT_TTL_S) -> str:
+        return make_token(user, self.secret, now=self.clock(), ttl_s=ttl_s)
+
+    async def connect(
+        self, user: str, *, gateway: int | None = None, **client_options: Any
+    ) -> Client:
+        """Connect ``user`` to gateway ``gateway`` (round-robin when None) and wait for welcome.
+
+        The client knows every gateway's URL, starting with its own, so it fails over.
+        """
+        if gateway is None:
+            gateway = self._next_gateway % len(self.gateways)
+            self._next_gateway += 1
+        urls = self.urls[gateway:] + self.urls[:gateway]
+        number = self._client_numbers.get(user, 0) + 1
+        self._client_numbers[user] = number
+        client = Client(
+            user,
+            urls,
+            lambda: self.token(user),
+            name=f"{user}#{number}",
+            recording=self.recording,
+            clock=self.clock,
+            seed=self.seed * 1000 + len(self.clients),
+            **client_options,
+        )
+        for setup in self.client_setup:
+            setup(client)
+        self.clients.append(client)
+        await client.connect()
+        return client
+
+    async def stored(self, channel: str) -> list[dict[str, Any]]:
+        """Every message the store holds for ``channel``, as dicts (the checker's input)."""
+        import json
+
+        assert self.store is not None
+        raws = await self.store.history(channel, 0, 1_000_000)
+        return [json.loads(raw) for raw in raws]

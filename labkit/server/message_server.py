@@ -1,0 +1,86 @@
+"""The message server: the one place a post becomes a message.
+
+Theory of operation
+-------------------
+A post is accepted in three steps, in this order, and the order is the design:
+
+1. **Check** that the poster is a member of the channel (``not_member`` otherwise).
+2. **Sequence and store** in one atomic step inside Redis (``Store.append`` runs a Lua script
+   that increments the channel's seq and writes the message and the idempotency key together).
+   Two message servers can never hand out the same seq, and a crash cannot leave a hole.
+3. **Publish** the encoded frame on the channel's bus topic, then **ack**.
+
+Storing before publishing is what makes bus loss harmless: every gateway can re-read from the
+store whatever the bus dropped. A publish that fails after the store succeeded still acks: the
+message exists, and the gateways' head check delivers it within a second.
+
+Retrying a post with the same ``id`` returns the original seq and stores nothing new; the bus
+publish is repeated (harmless: gateways drop duplicates by seq), which also covers a server
+that crashed between storing and publishing.
+
+Every gateway process calls this in-process; the atomic step runs inside Redis, so any number
+of them form one correct message server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from redis.exceptions import RedisError
+
+from labkit.core.protocol import Ack, ErrorCode, Post, ProtocolError
+from labkit.server.redis.bus import Bus, channel_topic
+from labkit.server.redis.directory import Directory
+from labkit.server.redis.store import IdConflict, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class MessageServer:
+    """Validates, sequences, stores and publishes posts."""
+
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        bus: Bus,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.bus = bus
+        self.clock = clock
+        self.posts = 0
+        self.publish_failures = 0
+
+    async def post(self, user: str, frame: Post) -> Ack:
+        """Accept ``frame`` from ``user`` and return the ack; raises :class:`ProtocolError`."""
+        try:
+            if not await self.directory.is_member(user, frame.channel):
+                raise ProtocolError(
+                    ErrorCode.NOT_MEMBER,
+                    f"{user} is not a member of #{frame.channel}; join it first",
+                    frame.id,
+                )
+            appended = await self.store.append(
+                frame.channel, user, frame.id, frame.text, now=self.clock()
+            )
+        except IdConflict as exc:
+            raise ProtocolError(
+                ErrorCode.INVALID,
+                f"post id {frame.id!r} was already used for a different channel or text ({exc})",
+                frame.id,
+            ) from exc
+        except StoreUnavailable as exc:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, f"{exc}; retry later", frame.id) from exc
+        self.posts += 1
+        try:
+            await self.bus.publish(channel_topic(frame.channel), appended.raw)
+        except (RedisError, OSError) as exc:
+            # Stored but not published: the gateways' head check repairs the tail.
+            self.publish_failures += 1
+            log.warning("publish of #%s seq %d failed: %s", frame.channel, appended.seq, exc)
+        return Ack(frame.id, frame.channel, appended.seq, appended.ts)
