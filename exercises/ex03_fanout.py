@@ -43,10 +43,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from labkit.core.protocol import Message
+from labkit.core.protocol import CloseCode, Message
 
-SLOW_CONSUMER = 4008
-"""Close code for a connection whose outgoing queue went past its bound (PROTOCOL.md)."""
+SLOW_CONSUMER = CloseCode.SLOW_CONSUMER
+"""4008: the close code for a connection whose outgoing queue went past its bound (PROTOCOL.md,
+"Errors and limits"). An ``IntEnum`` member, so it is the number 4008 wherever one is expected."""
 
 
 class Conn(Protocol):

@@ -35,6 +35,7 @@ from wire import (
 )
 
 from labkit.core.auth import make_token
+from labkit.core.protocol import CloseCode
 from labkit.lab.checker import check
 from labkit.server.client import Client
 from labkit.server.gateway import GatewayConfig
@@ -117,7 +118,7 @@ async def test_anything_but_a_valid_hello_first_is_unauthorized(
             conn = await RawConn.open(c.urls[0], f"first frame: {case}")
             await conn.send(json.dumps(frame) if isinstance(frame, dict) else frame)  # type: ignore[arg-type]
             await conn.expect("error", code="unauthorized", message=is_sentence)
-            await conn.expect_close(4001)
+            await conn.expect_close(CloseCode.UNAUTHORIZED)
 
 
 async def test_no_hello_in_time_is_unauthorized(cluster_factory: ClusterFactory) -> None:
@@ -125,7 +126,7 @@ async def test_no_hello_in_time_is_unauthorized(cluster_factory: ClusterFactory)
         conn = await RawConn.open(c.urls[0], "silent")
         started = time.monotonic()
         await conn.expect("error", code="unauthorized", message=is_sentence, timeout=3)
-        await conn.expect_close(4001)
+        await conn.expect_close(CloseCode.UNAUTHORIZED)
         assert time.monotonic() - started >= 0.25
         # A hello in time is still welcome.
         conn = await RawConn.open(c.urls[0], "prompt")
@@ -200,7 +201,7 @@ async def test_tokens_printed_by_the_cli_are_accepted(
         conn = await RawConn.open(c.urls[0], "CLI token of another secret")
         await conn.send({"type": "hello", "token": forged})
         await conn.expect(**error("unauthorized"))
-        await conn.expect_close(4001)
+        await conn.expect_close(CloseCode.UNAUTHORIZED)
 
 
 async def test_token_expiring_after_hello_does_not_cut_the_connection(
@@ -625,7 +626,7 @@ async def test_unavailable_store_then_recovery(cluster_factory: ClusterFactory) 
         late = await RawConn.open(c.urls[1], "late")
         await late.send({"type": "hello", "token": c.token("carol")})
         await late.expect(**error("unavailable"), timeout=10)
-        assert await late.expect_close(None) != 4001
+        assert await late.expect_close(None) != CloseCode.UNAUTHORIZED
 
         await cluster_factory.store_up(c)
         # Retrying the refused post with the same id is safe, and now works.
@@ -683,7 +684,7 @@ async def test_oversized_frame_closes_with_1009(cluster_factory: ClusterFactory)
         await alice.expect("pong", id="big")
         frame["pad"] += "x"
         await alice.send(frame)
-        await alice.expect_close(1009)
+        await alice.expect_close(CloseCode.MESSAGE_TOO_BIG)
 
 
 async def test_slow_consumer_is_closed_4008_and_others_get_everything(
@@ -717,7 +718,7 @@ async def test_slow_consumer_is_closed_4008_and_others_get_everything(
                 await bob.recv()
                 await bob.recv()
             sent = batch[-1]
-        await slow.wait_until(lambda: 4008 in slow.close_codes, timeout=5)
+        await slow.wait_until(lambda: CloseCode.SLOW_CONSUMER in slow.close_codes, timeout=5)
         for n in range(sent + 1, sent + 11):  # more after the close
             await bob.send(post_frame(f"b{n}", "general", "after"))
         sent += 10
@@ -744,7 +745,7 @@ async def test_drain_sends_reconnect_then_1012_and_clients_resume(
         posting = asyncio.create_task(_post_many(bob, "eng", "during", 20))
         await c.drain_gateway(0)
         await raw.expect("reconnect", reason="draining")
-        await raw.expect_close(1012)
+        await raw.expect_close(CloseCode.SERVICE_RESTART)
         await posting
         for n in range(5):
             await bob.post("eng", f"after {n}")
@@ -795,8 +796,8 @@ async def test_silent_connection_is_closed_4002(cluster_factory: ClusterFactory)
         # Any text frame is a heartbeat, even one the server refuses.
         babbling = await raw_user(c, "dave", 0, "babbling")
         babbling.keepalive(heartbeat_s / 2, "babble", error("bad_frame"))
-        await silent.expect_close(4002, timeout=5)
-        await ws_pings.expect_close(4002, timeout=5)
+        await silent.expect_close(CloseCode.SILENT, timeout=5)
+        await ws_pings.expect_close(CloseCode.SILENT, timeout=5)
         assert time.monotonic() - started >= 3 * heartbeat_s
         await asyncio.sleep(heartbeat_s)  # the others have now outlived the silent ones
         await chatty.ping()

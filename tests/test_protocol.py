@@ -3,7 +3,11 @@ encoder, and round trips (example-based and with Hypothesis)."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -20,6 +24,7 @@ from labkit.core.protocol import (
     Ack,
     ChannelInfo,
     ClientFrame,
+    CloseCode,
     Error,
     ErrorCode,
     Hello,
@@ -47,10 +52,13 @@ from labkit.core.protocol import (
     encode_client,
     encode_history_reply,
     encode_message_parts,
+    encoding,
     frame_to_dict,
+    frames,
     is_valid_channel,
     parse_client_frame,
     parse_server_frame,
+    parsing,
 )
 
 BAD = ErrorCode.BAD_FRAME
@@ -690,3 +698,81 @@ def test_parse_server_frame_never_raises_other_errors(value: object) -> None:
             parse_server_frame(data)
         except ProtocolError as err:
             assert err.code in (BAD, UNKNOWN)
+
+
+# --------------------------------------------------------------------------- close codes
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+
+
+def test_close_codes_are_the_contracts_numbers() -> None:
+    assert {c.name: c.value for c in CloseCode} == {
+        "NORMAL_CLOSURE": 1000,
+        "ABNORMAL_CLOSURE": 1006,
+        "MESSAGE_TOO_BIG": 1009,
+        "SERVICE_RESTART": 1012,
+        "TRY_AGAIN_LATER": 1013,
+        "UNAUTHORIZED": 4001,
+        "SILENT": 4002,
+        "SLOW_CONSUMER": 4008,
+    }
+
+
+def test_every_close_code_the_docs_list_is_a_member() -> None:
+    table = DOCS.read_text().split("## Close codes", 1)[1].split("\n## ", 1)[0]
+    listed = {int(code) for code in re.findall(r"^\| (\d{4}) \|", table, re.MULTILINE)}
+    assert listed == {1009, 1012, 1013, 4001, 4002, 4008}
+    assert listed <= {c.value for c in CloseCode}
+
+
+def test_a_close_code_is_the_number_on_the_wire() -> None:
+    # What a WebSocket library reports is a plain int; records and logs hold the number.
+    assert CloseCode(4008) is CloseCode.SLOW_CONSUMER
+    assert CloseCode.UNAUTHORIZED == 4001 and CloseCode.SILENT == 4002
+    assert 4008 in {CloseCode.SLOW_CONSUMER}
+    assert json.dumps({"code": CloseCode.SERVICE_RESTART}) == '{"code": 1012}'
+    assert f"{CloseCode.TRY_AGAIN_LATER}" == str(CloseCode.TRY_AGAIN_LATER) == "1013"
+    with pytest.raises(ValueError):
+        CloseCode(1008)  # policy violation: not a code labkit sends
+
+
+# --------------------------------------------------------------------------- the package
+
+PARTS = (frames, parsing, encoding)
+
+
+def _defined_public_names(module: ModuleType) -> set[str]:
+    """Public names a module binds at top level itself (not the ones it imports)."""
+    assert module.__file__ is not None
+    tree = ast.parse(Path(module.__file__).read_text())
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {name for name in names if not name.startswith("_")}
+
+
+def test_the_package_exports_every_public_name_of_its_modules() -> None:
+    from labkit.core import protocol
+
+    defined = set().union(*(_defined_public_names(m) for m in PARTS))
+    assert "CloseCode" in defined and "parse_client_frame" in defined and "encode" in defined
+    assert set(protocol.__all__) == defined
+    assert len(protocol.__all__) == len(set(protocol.__all__))
+    for name in protocol.__all__:
+        owner = next(m for m in PARTS if name in _defined_public_names(m))
+        assert getattr(protocol, name) is getattr(owner, name), name
+
+
+def test_the_old_import_path_star_exports_the_same_names() -> None:
+    from labkit.core import protocol
+
+    namespace: dict[str, Any] = {}
+    exec("from labkit.protocol import *", namespace)
+    exported = {name for name in namespace if name != "__builtins__"}
+    assert exported == set(protocol.__all__)
+    assert all(namespace[name] is getattr(protocol, name) for name in exported)

@@ -99,7 +99,9 @@ async def handle_line(client: Client, line: str, state: dict[str, str]) -> str |
         channel = rest[0] if rest and not rest[0].isdigit() else state["channel"]
         count = int(rest[-1]) if rest and rest[-1].isdigit() else 20
         head = (await client.history(channel, 0, 1)).head
-        reply = await client.history(channel, max(0, head - count), max(1, min(count, 1000)))
+        reply = await client.history(
+            channel, max(0, head - count), max(1, min(count, p.MAX_HISTORY_LIMIT))
+        )
         lines = [format_message(m) for m in reply.messages]
         return "\n".join([f"-- #{channel}, head {reply.head}", *lines])
     if command == "/who":

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from labkit.core.protocol import Message, encode
+from labkit.core.protocol import CloseCode, Message, encode
 
-SLOW_CONSUMER = 4008
+SLOW_CONSUMER = CloseCode.SLOW_CONSUMER
 
 EXERCISE = "ex03_fanout"
 MISTAKE = (

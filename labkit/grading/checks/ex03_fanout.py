@@ -14,12 +14,13 @@ import random
 from types import ModuleType
 from typing import Any
 
-from labkit.core.protocol import Message, encode
+from labkit.core.protocol import CloseCode, Message, encode
 from labkit.grading.framework import CheckList, Failure, expect, need, show
 
 checks = CheckList()
 
-SLOW_CONSUMER = 4008
+SLOW_CONSUMER = CloseCode.SLOW_CONSUMER
+"""The close code the contract gives a slow consumer (PROTOCOL.md, "Errors and limits")."""
 
 
 class FakeConn:
