@@ -160,7 +160,7 @@ async def test_unauthorized_is_final(cluster_factory: ClusterFactory, kind: str)
         assert refused.value.code == "unauthorized"
         assert client.phase == Phase.CLOSED
         assert client._runner is not None and client._runner.done()  # no retry loop left
-        assert client.close_codes == [4001]
+        assert client.close_codes == [p.CloseCode.UNAUTHORIZED]
         assert [e.code for e in client.errors] == ["unauthorized"]
 
 
@@ -173,7 +173,7 @@ async def test_unauthorized_on_reconnect_stops_the_client(cluster_factory: Clust
         await alice.drop()
         await asyncio.wait_for(alice._runner, 5)  # type: ignore[arg-type]
         assert alice.phase == Phase.CLOSED
-        assert alice.close_codes[-1] == 4001 and len(alice.close_codes) == 2
+        assert alice.close_codes[-1] == p.CloseCode.UNAUTHORIZED and len(alice.close_codes) == 2
         with pytest.raises(Unauthorized):
             await alice.connect()
 

@@ -15,8 +15,8 @@ posts are idempotent, so nothing is lost and nothing is stored twice.
 
 Every frame in or out, and every connection opened or lost, is appended to ``recording`` as a
 :class:`~labkit.core.records.FrameRecord`: the notebooks draw these, and the invariant checker reads
-them. Close code 4001 (unauthorized) is final; every other loss is retried with exponential
-backoff and seeded jitter.
+them. Close code 4001 (``CloseCode.UNAUTHORIZED``) is final; every other loss is retried with
+exponential backoff and seeded jitter (:func:`labkit.core.backoff.backoff_delay`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from labkit.core import protocol as p
+from labkit.core.backoff import backoff_delay
 from labkit.core.client_state import GAP, ClientState
 from labkit.core.records import FrameRecord, Recording
 
@@ -61,7 +62,7 @@ class ClientError(Exception):
 
 
 class Unauthorized(ClientError):
-    """Close 4001: the token was refused. The client does not retry."""
+    """Close 4001 (``CloseCode.UNAUTHORIZED``): the token was refused. The client does not retry."""
 
 
 class Client:
@@ -198,9 +199,8 @@ class Client:
                 break
             self._url_index += 1
             attempt += 1
-            low, high = self.backoff_s
-            delay = min(high, low * 2 ** min(attempt, 10)) * (0.5 + self.rng.random())
-            await asyncio.sleep(delay)
+            base_s, cap_s = self.backoff_s
+            await asyncio.sleep(backoff_delay(attempt, self.rng, base_s, cap_s))
         self.phase = Phase.CLOSED
         self._welcomed.set()  # release a connect() still waiting
 
@@ -231,7 +231,7 @@ class Client:
             if self.phase == Phase.WELCOMED:
                 self._record("close", {"code": code, "reason": ws.close_reason or ""})
             self.phase = Phase.RESUMING
-            if code == 4001:
+            if code == p.CloseCode.UNAUTHORIZED:
                 error = next((e for e in reversed(self.errors)), None)
                 self._fail(Unauthorized(error or p.Error(p.ErrorCode.UNAUTHORIZED, "refused")))
 
