@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from labkit.core.backoff import backoff_delay
 from labkit.core.client_state import ClientState
 from labkit.core.records import FrameRecord, Kind
 from labkit.lab.sim.network import Link
@@ -101,8 +102,8 @@ class SimClient:
         world = self.world
         self.gateway_index += 1
         self.attempt += 1
-        low, high = world.config.backoff_s
-        delay = min(high, low * 2 ** min(self.attempt, 10)) * (0.5 + world.rng_clients.random())
+        base_s, cap_s = world.config.backoff_s
+        delay = backoff_delay(self.attempt, world.rng_clients, base_s, cap_s)
         world.count("reconnect")
         world.sched.after(delay, self.connect)
 

@@ -23,6 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from labkit.core.gateway.bus_payloads import CHANNEL_PREFIX
 from labkit.lab.sim.clock import Scheduler
 
 
@@ -69,7 +70,7 @@ class Subscriber(Protocol):
     @property
     def name(self) -> str: ...
 
-    def on_bus(self, channel: str, seq: int, frame: dict[str, Any]) -> None: ...
+    def on_bus(self, channel: str, seq: int, frame: Any) -> None: ...
 
 
 class SimBus:
@@ -100,7 +101,9 @@ class SimBus:
         self.partitioned: dict[str, None] = {}
         """Names of the gateways currently cut off from the bus."""
         self.messages = 0
-        """Copies carried to subscribers (duplicates included, losses not)."""
+        """Copies of channel messages carried to subscribers (duplicates included, losses
+        not); presence and membership traffic is counted in ``control_messages``."""
+        self.control_messages = 0
         self.published = 0
         self._links: dict[str, float] = {}
 
@@ -133,9 +136,10 @@ class SimBus:
 
     # -- traffic ----------------------------------------------------------------------------
 
-    def publish(self, channel: str, seq: int, frame: dict[str, Any]) -> None:
-        """Publish a stored message to every gateway subscribed to ``channel`` right now."""
-        self.published += 1
+    def publish(self, channel: str, seq: int, frame: Any) -> None:
+        """Publish a payload to every gateway subscribed to topic ``channel`` right now."""
+        if channel.startswith(CHANNEL_PREFIX):
+            self.published += 1
         subs = self.topics.get(channel)
         if not subs:
             return
@@ -161,10 +165,13 @@ class SimBus:
                     if t < last:
                         t = last
                     self._links[sub.name] = t
-                self.messages += 1
+                if channel.startswith(CHANNEL_PREFIX):
+                    self.messages += 1
+                else:
+                    self.control_messages += 1
                 self.sched.at(t, self._arrive, sub, channel, seq, frame)
 
-    def _arrive(self, sub: Subscriber, channel: str, seq: int, frame: dict[str, Any]) -> None:
+    def _arrive(self, sub: Subscriber, channel: str, seq: int, frame: Any) -> None:
         if sub.name in self.partitioned:
             self.faults["partition_drop"] = self.faults.get("partition_drop", 0) + 1
             return

@@ -98,12 +98,7 @@ class World:
             sched.at(t, client.connect)
         for event in schedule.events:
             sched.at(event.t, self._fire, event)
-        sched.after(1.0, self._expire_presence)
         sched.run(config.duration_s)
-
-    def _expire_presence(self) -> None:
-        self.on_presence(self.presence.expire(self.sched.now))
-        self.sched.after(1.0, self._expire_presence)
 
     def _fire(self, event: Event) -> None:
         if event.kind == POST:

@@ -18,7 +18,7 @@ import bisect
 from collections.abc import Iterable
 from typing import Any
 
-from labkit.core.protocol import Message, frame_to_dict
+from labkit.core.protocol import Message, encode, frame_to_dict
 from labkit.core.sequencer import MemorySequencer
 from labkit.lab.variants import ReadThenWriteSequencer
 
@@ -44,6 +44,8 @@ class SimStore:
         self.split = ReadThenWriteSequencer() if read_then_write else None
         self.epoch = EPOCH
         self.logs: dict[str, list[dict[str, Any]]] = {}
+        self._raws: dict[str, list[tuple[int, str]]] = {}
+        """Each channel's ``(seq, encoded frame)`` pairs, as the Redis store returns them."""
         self._seqs: dict[str, list[int]] = {}
         self._last_ts: dict[str, float] = {}
         self._idem: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}
@@ -52,6 +54,7 @@ class SimStore:
         for channel in channels:
             self.logs[channel] = []
             self._seqs[channel] = []
+            self._raws[channel] = []
         for user in users:
             for channel in self.logs:
                 self.join(user, channel)
@@ -111,33 +114,38 @@ class SimStore:
     ) -> dict[str, Any]:
         ts = max(now, self._last_ts.get(channel, 0.0))
         self._last_ts[channel] = ts
-        frame = frame_to_dict(Message(channel, seq, user, text, ts))
+        message = Message(channel, seq, user, text, ts)
+        frame = frame_to_dict(message)
         seqs = self._seqs.setdefault(channel, [])
         log = self.logs.setdefault(channel, [])
+        raws = self._raws.setdefault(channel, [])
+        pair = (seq, encode(message))
         if not seqs or seq >= seqs[-1]:
             seqs.append(seq)
             log.append(frame)
+            raws.append(pair)
         else:  # only the variant writes out of order: a sorted set keeps score order
             i = bisect.bisect_right(seqs, seq)
             seqs.insert(i, seq)
             log.insert(i, frame)
+            raws.insert(i, pair)
         self._idem[(user, post_id)] = (channel, text, frame)
         return frame
 
-    def history(self, channel: str, after: int, limit: int) -> list[dict[str, Any]]:
-        """Stored frames with ``seq > after``, ascending, at most ``limit``."""
+    def history(self, channel: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """Stored ``(seq, frame)`` pairs with ``seq > after``, ascending, at most ``limit``."""
         seqs = self._seqs.get(channel, [])
         i = bisect.bisect_right(seqs, after)
-        return self.logs[channel][i : i + limit] if seqs else []
+        return self._raws[channel][i : i + limit] if seqs else []
 
-    def history_range(self, channel: str, first: int, last: int) -> list[dict[str, Any]]:
-        """Stored frames with ``first <= seq <= last``, ascending."""
+    def history_range(self, channel: str, first: int, last: int) -> list[tuple[int, str]]:
+        """Stored ``(seq, frame)`` pairs with ``first <= seq <= last``, ascending."""
         seqs = self._seqs.get(channel, [])
         if not seqs:
             return []
         i = bisect.bisect_left(seqs, first)
         j = bisect.bisect_right(seqs, last)
-        return self.logs[channel][i:j]
+        return self._raws[channel][i:j]
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every channel's stored frames, as the checker reads them after a run."""
@@ -155,6 +163,7 @@ class SimStore:
         """Add ``user`` to ``channel`` (creating it); True if they were not a member."""
         self.logs.setdefault(channel, [])
         self._seqs.setdefault(channel, [])
+        self._raws.setdefault(channel, [])
         members = self.members.setdefault(channel, {})
         new = user not in members
         members[user] = None
