@@ -11,7 +11,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Cluster": ("labkit.server.cluster", "Cluster"),
+    "Cluster": ("labkit.lab.cluster", "Cluster"),
     "check": ("labkit.lab.checker", "check"),
     "SimConfig": ("labkit.lab.sim", "SimConfig"),
     "simulate": ("labkit.lab.sim", "run"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.server.cluster import Cluster
+from labkit.lab.cluster import Cluster
 
 
 async def test_untouched_exercises_fall_back_to_the_reference_with_notices() -> None:

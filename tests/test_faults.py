@@ -16,6 +16,7 @@ import pytest
 
 from labkit.core.records import Recording
 from labkit.lab.checker import check
+from labkit.lab.cluster import Cluster
 from labkit.lab.faults import (
     DATA_LOSS_LABEL_FAKE,
     OUTAGE_LABEL_FAKE,
@@ -25,7 +26,6 @@ from labkit.lab.faults import (
     unit,
 )
 from labkit.server.client import Client, ClientError
-from labkit.server.cluster import Cluster
 from labkit.server.gateway import GatewayConfig
 from labkit.server.redis.bus import channel_topic
 from labkit.server.redis_server import RedisServer

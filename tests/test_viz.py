@@ -16,8 +16,8 @@ import pytest
 
 from labkit import viz
 from labkit.core.records import FrameRecord, Recording
+from labkit.lab.cluster import Cluster
 from labkit.lab.routing_variants import use_routing
-from labkit.server.cluster import Cluster
 from labkit.viz.base import LiveWidget
 from labkit.viz.svg import PALETTE, el, table_html, text
 from labkit.viz.tap import BusEvent

@@ -15,8 +15,9 @@ import pytest
 
 from labkit.lab import weak
 from labkit.lab.checker import Report, check
+from labkit.lab.cluster import Cluster
 from labkit.server.client import Client
-from labkit.server.cluster import Cluster, build_gateway
+from labkit.server.cluster import build_gateway
 from labkit.server.gateway import GatewayConfig
 from labkit.server.redis.bus import channel_topic
 
@@ -229,3 +230,31 @@ async def test_flapping_presence_on_every_reconnect(seed: int) -> None:
     assert await reconnect_while_watched(None, seed) == [], f"seed {seed}"
     flaps = await reconnect_while_watched("flapping_presence", seed)
     assert [f["user"] for f in flaps] == ["alice"], f"seed {seed}"
+
+
+# --------------------------------------------------------------------------- membership changes
+
+
+@pytest.mark.parametrize("variant", [None, "history_before_subscribe"])
+async def test_a_second_connection_hears_of_joins_and_leaves(variant: str | None) -> None:
+    """dave, on a laptop (gw-1) and a phone (gw-2), joins #eng on the laptop: the phone gets
+    ``joined`` (without id) and then #eng's messages, and ``left`` when the laptop leaves
+    (PROTOCOL.md, Membership: it belongs to the user, not to one connection). The weaker
+    welcome order changes what a new connection misses of a busy channel, not whether it hears
+    of membership changes."""
+    async with Cluster(2, seed=36, variant=variant) as cluster:
+        laptop = await cluster.connect("dave", gateway=0)
+        phone = await cluster.connect("dave", gateway=1)
+        alice = await cluster.connect("alice", gateway=0)
+        await laptop.join("eng")
+        await phone.wait_until(lambda: "eng" in phone.state.last_seen, timeout=3)
+        joined = cluster.recording.received(phone.name, "joined")
+        assert [(r.frame["channel"], r.frame.get("id")) for r in joined] == [("eng", None)]
+        ack = await alice.post("eng", "welcome, dave")
+        await phone.wait_for_seq("eng", ack.seq, timeout=3)
+        assert phone.texts("eng") == ["welcome, dave"]
+        await laptop.leave("eng")
+        await phone.wait_until(lambda: "eng" not in phone.state.last_seen, timeout=3)
+        assert [r.frame["channel"] for r in cluster.recording.received(phone.name, "left")] == [
+            "eng"
+        ]

@@ -14,9 +14,10 @@ import sys
 
 import redis.asyncio as aioredis
 
+from labkit.lab.cluster import Cluster
 from labkit.lab.faults import BusFaults
 from labkit.lab.impl import load
-from labkit.server.cluster import Cluster, build_gateway
+from labkit.server.cluster import build_gateway
 from labkit.server.gateway import GatewayConfig
 from labkit.server.redis.directory import Directory
 from labkit.server.redis.store import connect
@@ -48,7 +49,7 @@ async def run_serve(args: argparse.Namespace, secret: str) -> int:
         return 2
     cluster = Cluster(
         args.gateways,
-        impl=impl.name,
+        impl=impl,
         redis_url=args.redis,
         secret=secret,
         heartbeat_s=args.heartbeat_s,

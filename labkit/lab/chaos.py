@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 One run, start to finish, in one event loop:
 
-1. Start a fresh :class:`~labkit.server.cluster.Cluster` (the embedded fakeredis; a private
+1. Start a fresh :class:`~labkit.lab.cluster.Cluster` (the embedded fakeredis; a private
    ``redis-server`` with AOF and ``appendfsync always`` with ``--real-redis``; or the Redis at
    ``--redis URL``, which is written to but never crashed) with the bus knobs given.
 2. Connect ``--users`` users over real WebSockets (the first two users get a second connection,
@@ -42,9 +42,9 @@ from functools import partial
 
 from labkit.cli.arguments import count, milliseconds, probability
 from labkit.lab.checker import Report, check
+from labkit.lab.cluster import Cluster
 from labkit.lab.faults import BusFaults, BusKnobs
 from labkit.server.client import Client, ClientError
-from labkit.server.cluster import Cluster
 from labkit.server.gateway import GatewayConfig
 from labkit.server.redis.directory import DEMO_USERS
 from labkit.server.redis_server import RedisServer, find_redis_server

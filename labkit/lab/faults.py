@@ -28,7 +28,7 @@ to it is dropped, and what it publishes never reaches anyone. It still reaches t
 posts through it are stored and acked, and its periodic head check (every
 ``GatewayConfig.head_check_s``) repairs what it missed; :meth:`BusFaults.heal` ends the cut.
 
-:class:`Faults` is the facade a :class:`~labkit.server.cluster.Cluster` carries as
+:class:`Faults` is the facade a :class:`~labkit.lab.cluster.Cluster` carries as
 ``cluster.faults``:
 the bus knobs plus everything else that can go wrong (gateways crashed, drained and restarted,
 Redis unreachable or restarted, data lost, a slow consumer, a connection cut by the client).
@@ -59,8 +59,8 @@ from labkit.server.redis.bus import topic_channel
 from labkit.server.redis.directory import CHANNELS_KEY, members_key, user_channels_key
 
 if TYPE_CHECKING:
+    from labkit.lab.cluster import Cluster
     from labkit.server.client import Client
-    from labkit.server.cluster import Cluster
     from labkit.server.gateway import Gateway
     from labkit.server.redis_server import RedisServer
 
@@ -497,7 +497,7 @@ class SlowConsumer:
 
 
 class Faults:
-    """Everything that can go wrong with one :class:`~labkit.server.cluster.Cluster`, on demand.
+    """Everything that can go wrong with one :class:`~labkit.lab.cluster.Cluster`, on demand.
 
     Reach it as ``cluster.faults``. Gateways are named by index (0 for ``gw-1``) or by name.
     """

@@ -97,8 +97,8 @@ from labkit.server.redis.store import (
 )
 
 if TYPE_CHECKING:
+    from labkit.lab.cluster import Cluster
     from labkit.server.client import Client
-    from labkit.server.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -260,13 +260,15 @@ class HistoryBeforeSubscribeGateway(Gateway):
 
     async def _welcome(self, conn: Conn, hello: p.Hello) -> bool:
         try:
+            # Membership changes are handled as in the real design: registered before the
+            # channels are read, parked in ``held_control`` until the welcome is done.
+            self.user_conns.setdefault(conn.user, set()).add(conn)
             channels = sorted(await self.directory.channels_of(conn.user))
             states = await self.store.states(channels)  # 1. the heads first ...
         except StoreUnavailable as exc:
             await self._store_down(conn, exc)
             return False
         self.conns.add(conn)
-        self.user_conns.setdefault(conn.user, set()).add(conn)
         await self._greet(conn, hello, channels, states)
         await asyncio.sleep(self.race_window_s)  # 2. ... the world moves on ...
         for channel in channels:
@@ -285,6 +287,11 @@ class HistoryBeforeSubscribeGateway(Gateway):
             self.core.attach(conn, channel, st.head)  # 4. ... and live from the feed as it is now
             await self._ensure_channel(channel)
             self._spawn(self.resume(conn, channel))
+        # The changes parked meanwhile, in the order they came; from now on they apply at once
+        # (without this, every later ``joined``/``left`` of the user was parked for good).
+        while conn.held_control:
+            await self._control_one(conn, conn.held_control.pop(0))
+        conn.held_control = None
         return True
 
 

@@ -21,11 +21,13 @@ embedded fakeredis (one ``FakeServer`` shared by every gateway, so they form one
 Starting a cluster stops the one started before it in the same process, so re-running a notebook
 cell never leaves servers or ports behind.
 
-Faults: ``cluster.faults`` (:class:`labkit.lab.faults.Faults`) crashes, drains and restarts
-gateways,
-cuts them off from the bus, takes Redis away, and turns the seeded bus knobs of
-``cluster.bus_faults``, which every gateway the cluster starts is wired to. Weaker designs, for
-side-by-side demos, only with an explicit ``Cluster(variant=NAME)`` (see :mod:`labkit.lab.weak`).
+This cluster is the real design and nothing else: it knows nothing of faults, weaker designs
+or learners' code (``labkit.server`` never imports ``labkit.lab``; pyproject.toml's import
+contracts check it). What the lab changes comes in through the constructor: ``gateway_builder``
+(how each gateway is built), ``gateway_hooks`` (wired to every gateway while it runs, e.g. the
+lab's bus faults) and ``client_setup`` (applied to each new client). ``labkit.Cluster`` is
+:class:`labkit.lab.cluster.Cluster`, which adds ``cluster.faults``, ``bus_faults``,
+``variant=`` and ``impl=`` on top.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, Self
 
 import fakeredis
 import redis.asyncio as aioredis
@@ -44,8 +46,7 @@ import redis.asyncio as aioredis
 from labkit.core.auth import DEFAULT_TTL_S, make_token
 from labkit.core.fanout import FanoutCore
 from labkit.core.records import Recording
-from labkit.lab.faults import BusFaults, Faults
-from labkit.lab.impl import REFERENCE, Impl, load, load_append
+from labkit.core.typing_throttle import TypingThrottle
 from labkit.server.client import Client
 from labkit.server.gateway import Conn, Gateway, GatewayConfig
 from labkit.server.redis.bus import RedisBus
@@ -59,6 +60,35 @@ log = logging.getLogger(__name__)
 GatewayBuilder = Callable[..., Gateway]
 """``builder(config, make_client, secret, *, clock) -> Gateway``, like :func:`build_gateway`."""
 
+ClientSetup = Callable[[Client], None]
+"""Applied to each new client of a cluster before it connects."""
+
+
+class GatewayHook(Protocol):
+    """Something wired to every gateway of a cluster while it runs (the lab's bus faults are one).
+
+    ``install`` is called before the gateway starts (and again on each restart), ``uninstall``
+    when it is crashed, drained or stopped.
+    """
+
+    def install(self, gateway: Gateway) -> None: ...
+
+    def uninstall(self, gateway: Gateway) -> None: ...
+
+
+class GatewayPieces(Protocol):
+    """Where a gateway's routing table, channel feeds and typing throttle come from: the
+    reference classes' constructors, or a learner's (``labkit.lab.impl.Impl`` is one)."""
+
+    @property
+    def routing_table(self) -> Callable[..., Any]: ...
+
+    @property
+    def channel_feed(self) -> Callable[..., Any]: ...
+
+    @property
+    def typing_throttle(self) -> Callable[..., Any]: ...
+
 
 def build_gateway(
     config: GatewayConfig,
@@ -66,7 +96,7 @@ def build_gateway(
     secret: str,
     *,
     clock: Callable[[], float] = time.time,
-    impl: Impl | None = None,
+    impl: GatewayPieces | None = None,
     append_impl: AppendImpl | None = None,
 ) -> Gateway:
     """A gateway wired to the Redis that ``make_client`` reaches (store, directory, bus, presence).
@@ -78,7 +108,7 @@ def build_gateway(
     """
     client = make_client()
     core: FanoutCore[Conn, str] | None = None
-    throttle = None
+    throttle: TypingThrottle | None = None
     if impl is not None:
         core = FanoutCore(impl.routing_table, impl.channel_feed)
         throttle = impl.typing_throttle(config.typing_interval_s)
@@ -96,7 +126,13 @@ def build_gateway(
 
 
 class Cluster:
-    """N gateways around one Redis (embedded by default), plus helpers to connect clients."""
+    """N gateways around one Redis (embedded by default), plus helpers to connect clients.
+
+    ``gateway_builder`` builds each gateway (:func:`build_gateway` unless told otherwise; it
+    stays a public attribute, so a builder can be swapped before gateways are restarted),
+    ``gateway_hooks`` are installed on every gateway while it runs, and ``client_setup`` is
+    applied to each client :meth:`connect` makes, before it connects.
+    """
 
     _current: ClassVar[Cluster | None] = None
 
@@ -113,9 +149,9 @@ class Cluster:
         seed: int = 0,
         port: int = 0,
         redis_server: RedisServer | None = None,
-        bus_faults: BusFaults | None = None,
-        variant: str | None = None,
-        impl: str = REFERENCE,
+        gateway_builder: GatewayBuilder = build_gateway,
+        gateway_hooks: Iterable[GatewayHook] = (),
+        client_setup: Iterable[ClientSetup] = (),
     ) -> None:
         if gateways < 1:
             raise ValueError("a cluster needs at least one gateway")
@@ -146,40 +182,21 @@ class Cluster:
         self._next_gateway = 0
         self.redis_server = redis_server
         """A private redis-server this cluster may stop, kill and restart (faults use it)."""
-        self.bus_faults = bus_faults if bus_faults is not None else BusFaults(seed)
-        """Seeded bus knobs, installed on every gateway; all zero unless turned."""
-        self.faults = Faults(self)
-        self.gateway_builder: GatewayBuilder = build_gateway
-        self.client_setup: list[Callable[[Client], None]] = []
-        """Applied to each new client before it connects (only :mod:`labkit.lab.weak` uses it)."""
-        self.impl: Impl = load(impl)
-        """Whose routing table, feed, typing throttle and client state run: ``impl.describe()``."""
-        self.notices: list[str] = list(self.impl.notices)
-        self._append_impl: AppendImpl | None = None
-        if impl != REFERENCE:
-            self.notices.append(
-                "the presence tracker exercise runs in the simulator (labkit.lab.sim); live "
-                "presence is shared through Redis by labkit.server.redis.presence_store"
-            )
-            self.client_setup.append(self._use_learner_client_state)
-        self.variant: str | None = None
-        if variant is not None:
-            from labkit.lab.weak import enable  # explicit opt-in only: never on by default
-
-            enable(self, variant)
-
-    def _use_learner_client_state(self, client: Client) -> None:
-        client.state = self.impl.client_state()
+        self.gateway_builder: GatewayBuilder = gateway_builder
+        self.gateway_hooks: list[GatewayHook] = list(gateway_hooks)
+        """Installed on every gateway before it starts, uninstalled when it stops."""
+        self.client_setup: list[ClientSetup] = list(client_setup)
+        """Applied to each new client before it connects."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
     @classmethod
-    async def start(cls, gateways: int = 3, **kwargs: Any) -> Cluster:
+    async def start(cls, gateways: int = 3, **kwargs: Any) -> Self:
         cluster = cls(gateways, **kwargs)
         await cluster.start_all()
         return cluster
 
-    async def __aenter__(self) -> Cluster:
+    async def __aenter__(self) -> Self:
         await self.start_all()
         return self
 
@@ -210,12 +227,6 @@ class Cluster:
         self.directory = Directory(self.redis)
         if self.seed_demo:
             await self.directory.seed_demo()
-        if self.impl.name != REFERENCE:
-            self._append_impl, notice = await load_append(self.impl.name)
-            if notice is not None:
-                self.notices.append(notice)
-            for notice in self.notices:
-                log.warning("%s", notice)
         self.gateways = [None] * self.gateway_count
         self._ports = [
             self.first_port + i if self.first_port else 0 for i in range(self.gateway_count)
@@ -230,7 +241,7 @@ class Cluster:
         self.clients.clear()
         for index, gateway in enumerate(self.gateways):
             if gateway is not None:
-                self.bus_faults.uninstall(gateway)
+                self._unhook(gateway)
                 await gateway.crash()
                 self.gateways[index] = None
         if self.redis is not None:
@@ -254,18 +265,9 @@ class Cluster:
         if self.gateways[index] is not None:
             raise RuntimeError(f"gateway {index} is already running")
         config = replace(self.base_config, name=f"gw-{index + 1}", port=self._ports[index])
-        if self.gateway_builder is build_gateway and self.impl.name != REFERENCE:
-            gateway = build_gateway(
-                config,
-                self.make_client,
-                self.secret,
-                clock=self.clock,
-                impl=self.impl,
-                append_impl=self._append_impl,
-            )
-        else:
-            gateway = self.gateway_builder(config, self.make_client, self.secret, clock=self.clock)
-        self.bus_faults.install(gateway)
+        gateway = self.gateway_builder(config, self.make_client, self.secret, clock=self.clock)
+        for hook in self.gateway_hooks:
+            hook.install(gateway)
         await gateway.start()
         self._ports[index] = gateway.port
         self.gateways[index] = gateway
@@ -273,18 +275,22 @@ class Cluster:
 
     restart_gateway = start_gateway
 
+    def _unhook(self, gateway: Gateway) -> None:
+        for hook in reversed(self.gateway_hooks):
+            hook.uninstall(gateway)
+
     async def stop_gateway(self, index: int) -> None:
         """Crash gateway ``index``: connections drop without a close frame."""
         gateway = self._gateway(index)
         self.gateways[index] = None
-        self.bus_faults.uninstall(gateway)
+        self._unhook(gateway)
         await gateway.crash()
 
     async def drain_gateway(self, index: int) -> None:
         """Shut gateway ``index`` down gracefully: ``reconnect`` frame, then close 1012."""
         gateway = self._gateway(index)
         self.gateways[index] = None
-        self.bus_faults.uninstall(gateway)
+        self._unhook(gateway)
         await gateway.drain()
 
     @property

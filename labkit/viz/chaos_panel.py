@@ -1,6 +1,6 @@
 """ChaosPanel: break a running cluster with sliders and buttons, and watch the checker's verdict.
 
-Bound to one :class:`~labkit.server.cluster.Cluster` and its :class:`~labkit.lab.faults.Faults`:
+Bound to one :class:`~labkit.lab.cluster.Cluster` and its :class:`~labkit.lab.faults.Faults`:
 
 * bus knobs as sliders (loss, duplication, reordering as probabilities; delay and jitter in
   ms), applied to every gateway the moment they move;
@@ -30,8 +30,8 @@ from labkit.viz.base import LiveWidget
 from labkit.viz.svg import FONT, PALETTE, badge, table_html, text
 
 if TYPE_CHECKING:
+    from labkit.lab.cluster import Cluster
     from labkit.server.client import Client
-    from labkit.server.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
