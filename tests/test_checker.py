@@ -362,3 +362,27 @@ def test_a_short_session_is_owed_nothing() -> None:
     s = Script().at(5.0).hello("bob#1", 0, {"general": 0}).welcome("bob#1", 1, general=3)
     s.at(5.01).close("bob#1", 1)
     assert check(s.recording, stored("general", 1, 2, 3, ts=1.0), end_t=20.0).ok
+
+
+def test_violations_are_listed_store_first_then_in_record_order() -> None:
+    """Per-session and cross-member findings interleave by the record that showed them."""
+    s = Script().hello("alice#1", 1).welcome("alice#1", 1, general=0)
+    s.hello("bob#1", 1).welcome("bob#1", 1, general=0)
+    s.at(1.0).msg("alice#1", 1, "general", 2)  # gap at 1
+    s.at(1.05).post("alice#1", 1, "a9", "general", "lost").ack("alice#1", 1, "a9", "general", 9)
+    s.at(1.1).msg("bob#1", 1, "general", 2, user="carol", text="other")  # gap, then mismatch
+    s.at(1.2).msg("alice#1", 1, "general", 2)  # duplicate
+    s.at(1.3).msg("alice#1", 1, "general", 1)  # out of order
+    report = check(s.recording, stored("general", 1, 2, 4), end_t=10.0)
+    assert [(v.kind, v.user, v.seq) for v in report.violations] == [
+        ("store_gap", None, 3),
+        ("gap", "alice", 1),
+        ("gap", "bob", 1),
+        ("order_mismatch", "bob", 2),
+        ("duplicate", "alice", 2),
+        ("out_of_order", "alice", 1),
+        ("acked_missing", "alice", 9),
+        ("not_delivered", "alice", 4),
+        ("not_delivered", "bob", 1),
+        ("not_delivered", "bob", 4),
+    ]

@@ -20,7 +20,6 @@ Target: labkit / baseline ≥ 0.8.
 from __future__ import annotations
 
 import contextlib
-import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from labkit.bench.rigs import Rig, bare_rig, labkit_rig
 from labkit.bench.schema import Result
 from labkit.bench.workload import CHANNEL, ClientGate, Sentinel, drive, text
 from labkit.core import protocol as p
+from labkit.core.stats import percentile
 
 NAME = "fanout"
 BASELINE = "websockets-broadcast"
@@ -209,7 +209,7 @@ class Measured:
                 stats[server.name] = await server.request("stats", "stats", 10)
         await self.stop()
         rates = [r["deliveries_per_s"] for r in runs]
-        best = sorted(runs, key=lambda r: r["deliveries_per_s"])[len(runs) // 2]
+        best = percentile(sorted(runs, key=lambda r: r["deliveries_per_s"]), 0.5)
         return {
             "status": "ok",
             "deliveries_per_s": best["deliveries_per_s"],
@@ -221,7 +221,7 @@ class Measured:
             "expected": best["expected"],
             "closed": best["closed"],
             "rates": rates,
-            "spread": round((max(rates) - min(rates)) / statistics.median(rates), 3),
+            "spread": round((max(rates) - min(rates)) / best["deliveries_per_s"], 3),
             "runs": runs,
             "server_stats": stats,
             "server_processes": len(rig.servers),

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.bench.control import commands, emit, raise_nofile
+from labkit.core.stats import percentile
 
 MESSAGE_PREFIX = b'{"type":"message"'
 PONG_PREFIX = b'{"type":"pong"'
@@ -107,16 +108,19 @@ def _fields(data: bytes) -> dict[str, Any]:
 
 
 def percentiles(values: Any, points: tuple[float, ...] = (50, 95, 99)) -> dict[str, Any]:
-    """p50/p95/p99/max/mean of ``values`` (seconds), in milliseconds; empty when no values."""
+    """p50/p95/p99/max/mean of ``values`` (seconds), in milliseconds; empty when no values.
+
+    Percentiles are nearest rank (:func:`labkit.core.stats.percentile`), like every latency
+    labkit prints; ``quantiles_ms`` holds each whole percentile 0..100, for the plots."""
     data = sorted(values)
     if not data:
         return {}
     n = len(data)
-    out: dict[str, Any] = {f"p{p:g}_ms": data[min(n - 1, int(p / 100 * n))] * 1000 for p in points}
+    out: dict[str, Any] = {f"p{p:g}_ms": percentile(data, p / 100) * 1000 for p in points}
     out["max_ms"] = data[-1] * 1000
     out["mean_ms"] = sum(data) / n * 1000
     out["count"] = n
-    out["quantiles_ms"] = [data[min(n - 1, int(q / 100 * n))] * 1000 for q in range(101)]
+    out["quantiles_ms"] = [percentile(data, q / 100) * 1000 for q in range(101)]
     return out
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import itertools
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +31,7 @@ from labkit.bench.rigs import private_redis
 from labkit.bench.schema import Result
 from labkit.bench.workload import CHANNEL, seed_members, text
 from labkit.core import protocol as p
+from labkit.core.stats import percentile
 from labkit.server.message_server import MessageServer
 from labkit.server.redis.bus import RedisBus, channel_topic
 from labkit.server.redis.directory import Directory
@@ -78,14 +78,14 @@ async def timed(
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    best = sorted(runs, key=lambda r: r["per_s"])[len(runs) // 2]
+    best = percentile(sorted(runs, key=lambda r: r["per_s"]), 0.5)
     rates = [r["per_s"] for r in runs]
     return {
         "status": "ok",
         **{k: v for k, v in best.items() if k != "ops"},
         "ops_per_run": best["ops"],
         "rates": rates,
-        "spread": round((max(rates) - min(rates)) / statistics.median(rates), 3),
+        "spread": round((max(rates) - min(rates)) / best["per_s"], 3),
         "runs": runs,
     }
 

@@ -28,6 +28,7 @@ from labkit.bench.rigs import labkit_rig
 from labkit.bench.schema import Result
 from labkit.bench.workload import CHANNEL, command_calls, text
 from labkit.core import protocol as p
+from labkit.core.stats import percentile
 from labkit.server.gateway import GatewayConfig
 from labkit.server.message_server import MessageServer
 from labkit.server.redis.bus import RedisBus
@@ -125,10 +126,8 @@ async def one_run(
         "all_caught": report["caught"] == clients and report["behind_at_end"] == 0,
         "caught": report["caught"],
         "time_all_s": round(max(caught), 3) if caught else None,
-        "p50_s": round(caught[len(caught) // 2], 3) if caught else None,
-        "p99_s": round(caught[min(len(caught) - 1, int(0.99 * len(caught)))], 3)
-        if caught
-        else None,
+        "p50_s": round(percentile(caught, 0.50), 3) if caught else None,
+        "p99_s": round(percentile(caught, 0.99), 3) if caught else None,
         "wall_s": round(wall_s, 3),
         "gaps": report["gaps"],
         "dups": report["dups"],

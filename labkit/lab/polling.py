@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.core.records import Recording
+from labkit.core.stats import percentile
 from labkit.server.client import Client
 
 
@@ -89,15 +90,17 @@ class PollStats:
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:
-    """``p50``, ``p95``, ``p99`` and ``max`` of ``values`` (nearest rank); NaN when empty."""
+    """``p50``, ``p95``, ``p99`` (nearest rank, :func:`labkit.core.stats.percentile`) and
+    ``max`` of ``values``; NaN when empty, so a table still has a cell to print."""
     ordered = sorted(values)
     if not ordered:
         return {"p50": math.nan, "p95": math.nan, "p99": math.nan, "max": math.nan}
-
-    def rank(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-    return {"p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99), "max": ordered[-1]}
+    return {
+        "p50": percentile(ordered, 0.50),
+        "p95": percentile(ordered, 0.95),
+        "p99": percentile(ordered, 0.99),
+        "max": ordered[-1],
+    }
 
 
 class PollingClient:
