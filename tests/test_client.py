@@ -12,6 +12,7 @@ from wire import ClusterFactory, cluster_factory_fixture, raw_user
 
 from labkit.core import protocol as p
 from labkit.core.auth import make_token
+from labkit.core.gateway.events import Appended
 from labkit.server.client import Client, ClientError, Phase, Unauthorized
 from labkit.server.cluster import Cluster
 
@@ -86,17 +87,19 @@ async def test_pending_post_is_resent_with_the_same_id_after_reconnect(
         bob = await c.connect("bob", gateway=1)
 
         # The post is stored, then the connection dies before the ack leaves the gateway.
-        original = gw.messages.post
+        original = gw.messages.append
 
-        async def store_then_cut(user: str, frame: p.Post) -> p.Ack:
-            ack = await original(user, frame)
-            gw.messages.post = original  # type: ignore[method-assign]
+        async def store_then_cut(
+            user: str, channel: str, post_id: str, text: str, now: float
+        ) -> Appended:
+            appended = await original(user, channel, post_id, text, now)
+            gw.messages.append = original  # type: ignore[method-assign]
             for conn in list(gw.user_conns.get(user, ())):
                 if conn.ws.transport is not None:
                     conn.ws.transport.abort()
-            return ack
+            return appended
 
-        gw.messages.post = store_then_cut  # type: ignore[method-assign]
+        gw.messages.append = store_then_cut  # type: ignore[method-assign]
         ack = await alice.post("general", "exactly once")
         assert alice.session == 2
         sent = [

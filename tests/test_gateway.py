@@ -874,16 +874,17 @@ async def test_a_store_blip_while_joining_loses_no_messages(
         alice1 = await raw_user(c, "alice", 0, "alice#1@gw-1")
         alice2 = await raw_user(c, "alice", 1, "alice#2@gw-2")
         bob = await raw_user(c, "bob", 0)
-        original = gw.store.state
+        original = gw.store.states
         failures = []
 
-        async def state_once_unavailable(channel: str) -> ChannelState:
-            if channel == "design" and not failures:
-                failures.append(channel)
+        async def states_once_unavailable(channels: Iterable[str]) -> dict[str, ChannelState]:
+            channels = list(channels)
+            if channels == ["design"] and not failures:  # the new channel's first head read
+                failures.append("design")
                 raise StoreUnavailable("injected: Redis did not answer")
-            return await original(channel)
+            return await original(channels)
 
-        gw.store.state = state_once_unavailable  # type: ignore[method-assign]
+        gw.store.states = states_once_unavailable  # type: ignore[method-assign]
         await alice1.send({"type": "join", "id": "j1", "channel": "design"})
         joined = await alice1.expect("joined", id="j1", channel="design", head=0)
         await alice2.expect("joined", id=ABSENT, channel="design", head=0, epoch=joined["epoch"])

@@ -55,39 +55,37 @@ The variants, and what each one shows live (PROTOCOL.md guarantees in brackets):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
-from labkit.core import protocol as p
 from labkit.core.client_state import ClientState
 from labkit.core.fanout import Outcome
 from labkit.core.feed import Step
+from labkit.core.gateway import events as ev
 from labkit.core.presence import OFFLINE, Transition
 from labkit.core.protocol import encode_message_parts
 from labkit.lab.variants import VARIANTS as PURE_VARIANTS
 from labkit.lab.variants import HistoryBeforeSubscribeCore, NoRepairCore
-from labkit.server.gateway import Conn, Gateway, GatewayConfig
+from labkit.server.gateway import Gateway, GatewayConfig
 from labkit.server.message_server import MessageServer
-from labkit.server.redis.bus import PRESENCE_TOPIC, Bus, RedisBus
+from labkit.server.redis.bus import Bus, RedisBus
 from labkit.server.redis.directory import Directory
 from labkit.server.redis.presence_store import (
     ONLINE_KEY,
     PresenceStore,
     conns_key,
-    encode_transition,
 )
 from labkit.server.redis.store import (
     Appended,
     IdConflict,
     Store,
-    StoreUnavailable,
     epoch_key,
     head_key,
     idem_key,
@@ -95,6 +93,7 @@ from labkit.server.redis.store import (
     reaching,
     ts_key,
 )
+from labkit.server.requests import StoreRequests
 
 if TYPE_CHECKING:
     from labkit.lab.cluster import Cluster
@@ -170,19 +169,21 @@ def _read_then_write_gateway(
     *,
     clock: Callable[[], float] = time.time,
 ) -> Gateway:
-    from labkit.server.cluster import build_gateway
-
-    gateway = build_gateway(config, make_client, secret, clock=clock)
-    gateway.messages = ReadThenWriteMessageServer(
-        gateway.store, gateway.directory, gateway.bus, clock=clock
+    return _wired(
+        config,
+        make_client,
+        secret,
+        clock,
+        messages=lambda store, directory, bus: ReadThenWriteMessageServer(
+            store, directory, bus, clock=clock
+        ),
     )
-    return gateway
 
 
 # --------------------------------------------------------------------------- trusting the bus
 
 
-class TrustingCore(NoRepairCore[Conn, str]):
+class TrustingCore(NoRepairCore[str, str]):
     """:class:`labkit.lab.variants.NoRepairCore` (feeds that never fetch), with connections that
     take any later seq too.
 
@@ -192,8 +193,8 @@ class TrustingCore(NoRepairCore[Conn, str]):
     so a lost message shows as a gap at the client, not only as a lost tail.
     """
 
-    def _apply(self, channel: str, step: Step[str]) -> Outcome[Conn, str]:
-        outcome: Outcome[Conn, str] = Outcome()
+    def _apply(self, channel: str, step: Step[str]) -> Outcome[str, str]:
+        outcome: Outcome[str, str] = Outcome()
         conns = self.routing.connections(channel)
         for seq, payload in step.deliver:
             recipients = []
@@ -207,26 +208,29 @@ class TrustingCore(NoRepairCore[Conn, str]):
 
 
 def _wired(
-    cls: type[Gateway],
     config: GatewayConfig,
     make_client: Callable[[], aioredis.Redis],
     secret: str,
     clock: Callable[[], float],
-    **extra: Any,
+    *,
+    messages: Callable[[Store, Directory, Bus], MessageServer] | None = None,
+    **pieces: Any,
 ) -> Gateway:
-    """Like :func:`labkit.server.cluster.build_gateway`, with a gateway class and extra
-    arguments."""
+    """Like :func:`labkit.server.cluster.build_gateway`, with one piece swapped through the
+    gateway's constructor."""
     client = make_client()
-    presence = extra.pop("presence", None) or PresenceStore(client, heartbeat_s=config.heartbeat_s)
-    return cls(
+    store, directory, bus = Store(client), Directory(client), RedisBus(make_client)
+    presence = pieces.pop("presence", None) or PresenceStore(client, heartbeat_s=config.heartbeat_s)
+    return Gateway(
         config,
-        store=Store(client),
-        directory=Directory(client),
-        bus=RedisBus(make_client),
+        store=store,
+        directory=directory,
+        bus=bus,
         secret=secret,
         presence=presence,
         clock=clock,
-        **extra,
+        messages=messages(store, directory, bus) if messages is not None else None,
+        **pieces,
     )
 
 
@@ -237,62 +241,32 @@ def _no_repair_gateway(
     *,
     clock: Callable[[], float] = time.time,
 ) -> Gateway:
-    return _wired(Gateway, config, make_client, secret, clock, core=TrustingCore())
+    return _wired(config, make_client, secret, clock, core=TrustingCore())
 
 
 # --------------------------------------------------------------------------- history first
 
 
-class HistoryBeforeSubscribeGateway(Gateway):
-    """Reads a connection's channels, heads and history *first*, then puts it on the live
-    stream as the stream is by then (:class:`labkit.lab.variants.HistoryBeforeSubscribeCore`).
+class RaceWindow:
+    """Store requests with the heads read :data:`RACE_WINDOW_S` before they are used.
 
-    The real ``_welcome`` attaches the connection to each channel (subscribing the gateway if
-    needed) and only then reads the heads, so whatever is posted meanwhile is either in the
-    history it pages or on the live stream. This one reads the heads (the ``welcome`` tells the
-    client these), sends the history up to them, and attaches afterwards: a connection whose
-    channel's feed has moved on in between (another member on this gateway keeps it running)
-    jumps to the feed's head, and the seqs in between are never sent. The window is a round
-    trip in production; :data:`RACE_WINDOW_S` widens it so a demo hits it every time.
+    With ``subscribe_first=False`` the gateway machine reads a new connection's heads, pages
+    the history up to them, and attaches it to the live stream afterwards
+    (:class:`labkit.lab.variants.HistoryBeforeSubscribeCore`). The window between the read and
+    the attach is a round trip in production; this wrapper widens it so a demo hits it every
+    time: a connection whose channel's feed moved on meanwhile (another member on the gateway
+    keeps it running) jumps to the feed's head, and the seqs in between are never sent.
     """
 
-    race_window_s = RACE_WINDOW_S
+    def __init__(self, inner: StoreRequests, window_s: float = RACE_WINDOW_S) -> None:
+        self.inner = inner
+        self.window_s = window_s
 
-    async def _welcome(self, conn: Conn, hello: p.Hello) -> bool:
-        try:
-            # Membership changes are handled as in the real design: registered before the
-            # channels are read, parked in ``held_control`` until the welcome is done.
-            self.user_conns.setdefault(conn.user, set()).add(conn)
-            channels = sorted(await self.directory.channels_of(conn.user))
-            states = await self.store.states(channels)  # 1. the heads first ...
-        except StoreUnavailable as exc:
-            await self._store_down(conn, exc)
-            return False
-        self.conns.add(conn)
-        await self._greet(conn, hello, channels, states)
-        await asyncio.sleep(self.race_window_s)  # 2. ... the world moves on ...
-        for channel in channels:
-            st = states[channel]
-            seq = (await self._plan(conn, hello, channel, st)).cursor
-            while seq < st.head:  # 3. ... the history up to the heads read in step 1 ...
-                page = await self.store.history(
-                    channel, seq, min(self.config.fill_page, st.head - seq)
-                )
-                if not page:
-                    break
-                for raw in page:
-                    seq = json.loads(raw)["seq"]
-                    self.stats["fills"] += 1
-                    await conn.ws.send(raw)
-            self.core.attach(conn, channel, st.head)  # 4. ... and live from the feed as it is now
-            await self._ensure_channel(channel)
-            self._spawn(self.resume(conn, channel))
-        # The changes parked meanwhile, in the order they came; from now on they apply at once
-        # (without this, every later ``joined``/``left`` of the user was parked for good).
-        while conn.held_control:
-            await self._control_one(conn, conn.held_control.pop(0))
-        conn.held_control = None
-        return True
+    async def run(self, op: ev.StoreOp) -> object:
+        result = await self.inner.run(op)
+        if isinstance(op, ev.ReadStates):
+            await asyncio.sleep(self.window_s)  # the world moves on after the heads were read
+        return result
 
 
 def _history_first_gateway(
@@ -303,12 +277,12 @@ def _history_first_gateway(
     clock: Callable[[], float] = time.time,
 ) -> Gateway:
     return _wired(
-        HistoryBeforeSubscribeGateway,
-        config,
+        dataclasses.replace(config, subscribe_first=False),
         make_client,
         secret,
         clock,
         core=HistoryBeforeSubscribeCore(),
+        requests=RaceWindow,
     )
 
 
@@ -342,18 +316,13 @@ class FlappingPresenceStore(PresenceStore):
     then announces online again: one flap per reconnect, for everyone watching.
     """
 
-    def __init__(self, redis: aioredis.Redis, *, heartbeat_s: float = 10.0) -> None:
-        super().__init__(redis, heartbeat_s=heartbeat_s)
-        self.publish: Callable[[Transition], Awaitable[None]] | None = None
-
-    async def disconnect(self, user: str, conn_id: str, now: float) -> None:
+    async def disconnect(self, user: str, conn_id: str, now: float) -> list[Transition]:
         with reaching(self.redis, "record a disconnect"):
             await self.redis.zrem(conns_key(user), conn_id)
             if await self.redis.zcard(conns_key(user)):
-                return  # another connection of the user is still open
+                return []  # another connection of the user is still open
             removed = await self.redis.zrem(ONLINE_KEY, user)
-        if removed and self.publish is not None:
-            await self.publish(Transition(user, OFFLINE, now, now))
+        return [Transition(user, OFFLINE, now, now)] if removed else []
 
 
 def _flapping_presence_gateway(
@@ -363,15 +332,8 @@ def _flapping_presence_gateway(
     *,
     clock: Callable[[], float] = time.time,
 ) -> Gateway:
-    presence_client = make_client()
-    presence = FlappingPresenceStore(presence_client, heartbeat_s=config.heartbeat_s)
-    gateway = _wired(Gateway, config, make_client, secret, clock, presence=presence)
-
-    async def publish(transition: Transition) -> None:
-        await gateway.bus.publish(PRESENCE_TOPIC, encode_transition(transition))
-
-    presence.publish = publish
-    return gateway
+    presence = FlappingPresenceStore(make_client(), heartbeat_s=config.heartbeat_s)
+    return _wired(config, make_client, secret, clock, presence=presence)
 
 
 # --------------------------------------------------------------------------- the registry

@@ -48,7 +48,7 @@ from labkit.core.fanout import FanoutCore
 from labkit.core.records import Recording
 from labkit.core.typing_throttle import TypingThrottle
 from labkit.server.client import Client
-from labkit.server.gateway import Conn, Gateway, GatewayConfig
+from labkit.server.gateway import Gateway, GatewayConfig
 from labkit.server.redis.bus import RedisBus
 from labkit.server.redis.directory import Directory
 from labkit.server.redis.presence_store import PresenceStore
@@ -107,7 +107,7 @@ def build_gateway(
     and ``append_impl`` a learner's sequencing script.
     """
     client = make_client()
-    core: FanoutCore[Conn, str] | None = None
+    core: FanoutCore[str, str] | None = None
     throttle: TypingThrottle | None = None
     if impl is not None:
         core = FanoutCore(impl.routing_table, impl.channel_feed)

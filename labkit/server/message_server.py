@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
+from labkit.core.gateway.events import Appended
 from labkit.core.protocol import Ack, ErrorCode, Post, ProtocolError
 from labkit.server.redis.bus import Bus, channel_topic
 from labkit.server.redis.directory import Directory
@@ -55,6 +56,21 @@ class MessageServer:
         self.clock = clock
         self.posts = 0
         self.publish_failures = 0
+
+    async def append(
+        self, user: str, channel: str, post_id: str, text: str, now: float
+    ) -> Appended:
+        """Check membership, then sequence and store the post in one atomic step; publishing
+        is the gateway machine's next action. Raises ``StoreUnavailable``."""
+        if not await self.directory.is_member(user, channel):
+            return Appended("not_member")
+        try:
+            appended = await self.store.append(channel, user, post_id, text, now=now)
+        except IdConflict:
+            return Appended("conflict")
+        self.posts += 1
+        verdict = "dup" if appended.duplicate else "new"
+        return Appended(verdict, appended.seq, appended.ts, appended.raw)
 
     async def post(self, user: str, frame: Post) -> Ack:
         """Accept ``frame`` from ``user`` and return the ack; raises :class:`ProtocolError`."""

@@ -2,18 +2,16 @@
 
 The clients' :class:`~labkit.core.records.Recording` says who received which message; it cannot say
 how the message reached the gateway. A :class:`GatewayTap` adds that, without changing the
-gateway's code: it wraps two methods of each running ``Gateway`` *instance*:
+gateway's code: it joins each running ``Gateway``'s ``observers``, which see every event the
+gateway's machine handles and the actions it decided:
 
-* ``deliver_bus_message(topic, payload)``, which the gateway calls for every bus message that
-  arrived (after any fault injection through ``bus_filter`` decided it arrived): the tap
-  records a ``bus`` event, or ``wasted`` when the gateway has no local member of the channel
-  (the cost of routing a message to a gateway that did not need it);
-* ``apply(channel, outcome)``, which carries out every fanout decision: a seq the gateway sends
-  without having received it from the bus was fetched from the store, so the tap records a
-  ``repair`` event (the bus lost it, or it was late).
+* a ``BusMessage`` event (after any fault injection through ``bus_filter`` decided it arrived)
+  is a ``bus`` event, or ``wasted`` when the gateway has no local member of the channel (the
+  cost of routing a message to a gateway that did not need it);
+* a ``Broadcast`` of a message whose seq the gateway never received from the bus was fetched
+  from the store, so the tap records a ``repair`` event (the bus lost it, or it was late).
 
-Every call site in the gateway goes through ``self``, so the wrappers see every message. A
-gateway started (or restarted) after the tap is installed is picked up by the next
+A gateway started (or restarted) after the tap is installed is picked up by the next
 :meth:`GatewayTap.install`, which every widget update calls.
 """
 
@@ -25,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from labkit.server.redis.bus import topic_channel
+from labkit.core.gateway.bus_payloads import topic_channel
+from labkit.core.gateway.events import Action, Broadcast, BusMessage, Event
 
 if TYPE_CHECKING:
     from labkit.server.cluster import Cluster
@@ -81,31 +80,30 @@ class GatewayTap:
         return len(fresh)
 
     def _wrap(self, gw: Gateway) -> None:
-        deliver = gw.deliver_bus_message
-        apply = gw.apply
-
         def arrived(channel: str) -> set[int]:
             return self._arrived.setdefault((gw.name, channel, gw.epochs.get(channel)), set())
 
-        def tapped_deliver(topic: str, payload: str) -> None:
-            channel = topic_channel(topic)
-            seq = _message_seq(payload) if channel is not None else None
-            if channel is not None and seq is not None:
-                how: How = "bus" if channel in gw.core.feeds else "wasted"
-                arrived(channel).add(seq)
-                self.events.append(BusEvent(self.clock(), gw.name, channel, seq, how))
-            deliver(topic, payload)
-
-        def tapped_apply(channel: str, outcome: Any) -> None:
-            seen = arrived(channel)
-            for seq, _payload, _recipients in outcome.sends:
+        def observe(event: Event, actions: list[Action]) -> None:
+            if isinstance(event, BusMessage):
+                channel = topic_channel(event.topic)
+                seq = _message_seq(event.payload) if channel is not None else None
+                if channel is not None and seq is not None:
+                    how: How = "bus" if channel in gw.core.feeds else "wasted"
+                    arrived(channel).add(seq)
+                    self.events.append(BusEvent(self.clock(), gw.name, channel, seq, how))
+            for action in actions:
+                if not isinstance(action, Broadcast):
+                    continue
+                frame = _message(action.payload)
+                if frame is None:
+                    continue
+                channel, seq = frame
+                seen = arrived(channel)
                 if seq not in seen:
                     seen.add(seq)
                     self.events.append(BusEvent(self.clock(), gw.name, channel, seq, "repair"))
-            apply(channel, outcome)
 
-        gw.deliver_bus_message = tapped_deliver  # type: ignore[method-assign]
-        gw.apply = tapped_apply  # type: ignore[method-assign]
+        gw.observers.append(observe)
 
     def counts(self, channel: str | None = None) -> dict[str, dict[str, int]]:
         """``{gateway: {"bus": n, "wasted": n, "repair": n}}``, for one channel or all."""
@@ -115,6 +113,18 @@ class GatewayTap:
                 row = out.setdefault(e.gateway, {"bus": 0, "wasted": 0, "repair": 0})
                 row[e.how] += 1
         return out
+
+
+def _message(payload: str) -> tuple[str, int] | None:
+    """``(channel, seq)`` of an encoded ``message`` frame; None for any other payload."""
+    try:
+        frame = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(frame, dict) or frame.get("type") != "message":
+        return None
+    channel, seq = frame.get("channel"), frame.get("seq")
+    return (channel, seq) if isinstance(channel, str) and isinstance(seq, int) else None
 
 
 def _message_seq(payload: str) -> int | None:

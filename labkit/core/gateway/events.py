@@ -211,11 +211,13 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class BufferLevel:
-    """How many bytes wait to be written to ``conn`` (after a non-blocking write)."""
+    """How many bytes wait to be written to ``conn``: reported after a live write
+    (``live_write``) and on every tick."""
 
     conn: ConnId
     queued: int
     now: float
+    live_write: bool = False
 
 
 @dataclass(frozen=True, slots=True)

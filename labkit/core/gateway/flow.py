@@ -3,9 +3,11 @@
 Rules (PROTOCOL.md, "Heartbeats", "Slow consumers", "Draining"):
 
 * **Slow consumer.** Writes never wait for a reader. A connection with more than
-  ``max_buffer_bytes`` queued is closed 4008; the driver reports levels
-  (:class:`~labkit.core.gateway.events.BufferLevel`) after its writes and on every tick, so a
-  stalled reader is cut off even when its channels go quiet.
+  ``max_buffer_bytes`` queued when a live frame is written to it is closed 4008; the driver
+  reports levels (:class:`~labkit.core.gateway.events.BufferLevel`) after live writes and on
+  every tick, so a stalled reader is cut off even when its channels go quiet. Gap-fill pages
+  are paced by the reader (the next page waits for ``Writable``), so their backlog alone never
+  counts.
 * **Silence.** A welcomed connection that has sent nothing for 3 × ``heartbeat_s`` is closed
   4002. A connection that never sends ``hello`` is refused after ``hello_timeout_s`` (4001).
 * **Drain.** ``reconnect`` to every connection, then close 1012; the driver bounds each close,
@@ -25,8 +27,12 @@ class Flow:
     def __init__(self, st: GatewayState) -> None:
         self.st = st
 
-    def on_buffer_level(self, conn: ConnState, queued: int) -> None:
-        if queued > self.st.config.max_buffer_bytes and conn.phase is not Phase.CLOSING:
+    def on_buffer_level(self, conn: ConnState, queued: int, live_write: bool) -> None:
+        """Over the bound: a slow consumer, unless the backlog is a gap-fill page waiting for
+        the reader (paced, so it never counts) and no live frame was queued on top of it."""
+        if queued <= self.st.config.max_buffer_bytes or conn.phase is Phase.CLOSING:
+            return
+        if live_write or not conn.pacing:
             self.st.stats["slow_closed"] += 1
             self.st.close(conn, p.CloseCode.SLOW_CONSUMER, "slow consumer")
 

@@ -214,20 +214,22 @@ class Handshake:
                     st.send_raw(conn, raw)
                     sent += 1
             st.stats["fills"] += sent
+            if sent and not conn.pacing:
+                conn.pacing = True  # until the reader has taken what was just queued
+                st.out.add(WatchWritable(conn.id))
             # No reply between the page and this check: nothing can slip in between.
-            if st.core.try_go_live(conn.id, channel) or not sent:
-                if cursor.live:
-                    conn.filling.discard(channel)
-                else:
-                    self._step(conn, channel)
-                return
-            conn.writable_waiting.add(channel)
-            st.out.add(WatchWritable(conn.id))
+            if st.core.try_go_live(conn.id, channel):
+                conn.filling.discard(channel)
+            elif sent:
+                conn.writable_waiting.add(channel)  # the next page once the reader took this
+            else:
+                self._step(conn, channel)
 
         st.request(ReadHistory(channel, after, limit), paged)
 
     def on_writable(self, conn: ConnState) -> None:
         """The reader took the last page: read the next one."""
+        conn.pacing = False
         waiting, conn.writable_waiting = conn.writable_waiting, set()
         for channel in sorted(waiting):
             self._step(conn, channel)

@@ -140,7 +140,7 @@ class GatewayMachine:
         elif isinstance(event, BufferLevel):
             conn = st.conns.get(event.conn)
             if conn is not None:
-                self.flow.on_buffer_level(conn, event.queued)
+                self.flow.on_buffer_level(conn, event.queued, event.live_write)
         elif isinstance(event, Writable):
             conn = st.conns.get(event.conn)
             if conn is not None:

@@ -88,6 +88,8 @@ class ConnState:
     """Channels whose next page waits for a tick (store down, feed not started)."""
     writable_waiting: set[str] = field(default_factory=set)
     """Channels whose next page waits for the connection to read what is queued."""
+    pacing: bool = False
+    """Gap-fill frames are queued and the reader has not taken them yet (``Writable``)."""
     held: list[Any] | None = field(default_factory=list)
     """Membership changes that arrived while being welcomed; None once welcomed."""
     early: list[str | bytes] = field(default_factory=list)

@@ -148,8 +148,8 @@ class PresenceStore:
             return None
         return Transition(user, ONLINE, float(last), now)
 
-    async def disconnect(self, user: str, conn_id: str, now: float) -> None:
-        """A connection closed: deliberately does nothing.
+    async def disconnect(self, user: str, conn_id: str, now: float) -> list[Transition]:
+        """A connection closed: deliberately does nothing, and so announces nothing.
 
         The entry keeps the time of its last heartbeat and expires like that of a connection
         whose gateway crashed, so a user who reconnects within ``expiry_s`` (a phone switching
@@ -158,6 +158,7 @@ class PresenceStore:
         :meth:`labkit.core.presence.PresenceTracker.disconnect`.
         """
         del user, conn_id, now
+        return []
 
     async def expire(self, now: float) -> list[Transition]:
         """Flip to offline every user whose newest heartbeat is ``expiry_s`` old at ``now``.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -59,6 +60,11 @@ def ts_key(channel: str) -> str:
 
 def idem_key(user: str, post_id: str) -> str:
     return f"labkit:idem:{{{user}}}:{{{post_id}}}"
+
+
+def seq_of(raw: str) -> int:
+    """The seq of a stored ``message`` frame."""
+    return int(json.loads(raw)["seq"])
 
 
 def random_epoch() -> str:
