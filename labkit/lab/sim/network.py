@@ -12,7 +12,11 @@ gateway subscribed *at that moment*, at most once, in order, unless a fault says
 - **duplication** (``bus_dup``): one subscriber gets it twice;
 - **reordering** (``bus_reorder``): the copy for one subscriber is held back (jitter) and may
   overtake, or be overtaken by, later messages;
-- **partition**: a gateway is cut off from the bus; whatever would reach it meanwhile is lost.
+- **partition**: a gateway is cut off from the bus; whatever would reach it meanwhile is lost;
+- **named faults** (``fault_hook``): a function of ``(topic, seq, subscriber name)`` returning
+  ``"drop"``, ``"dup"`` or None decides one delivery exactly, before any random fault is drawn,
+  so a scripted scenario can say "seq 4 of #general never reaches gw-2" (and a differential
+  test can do the very same thing to a live cluster).
 
 Every fault is counted in the shared ``faults`` dict, so a report can say what the run survived.
 """
@@ -20,8 +24,9 @@ Every fault is counted in the shared ``faults`` dict, so a report can say what t
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from labkit.core.gateway.bus_payloads import CHANNEL_PREFIX
 from labkit.lab.sim.clock import Scheduler
@@ -64,6 +69,10 @@ class Link:
         return t
 
 
+FaultHook = Callable[[str, int, str], Literal["drop", "dup"] | None]
+"""``hook(topic, seq, subscriber_name)``: what happens to one delivery (None: nothing named)."""
+
+
 class Subscriber(Protocol):
     """What the bus delivers to (a simulated gateway)."""
 
@@ -86,6 +95,7 @@ class SimBus:
         loss: float = 0.0,
         dup: float = 0.0,
         reorder: float = 0.0,
+        fault_hook: FaultHook | None = None,
     ) -> None:
         for name, value in (("bus_loss", loss), ("bus_dup", dup), ("bus_reorder", reorder)):
             if not 0.0 <= value <= 1.0:
@@ -97,6 +107,8 @@ class SimBus:
         self.loss = loss
         self.dup = dup
         self.reorder = reorder
+        self.fault_hook = fault_hook
+        """Named faults, asked first for every delivery (see the module docstring)."""
         self.topics: dict[str, dict[Subscriber, None]] = {}
         self.partitioned: dict[str, None] = {}
         """Names of the gateways currently cut off from the bus."""
@@ -146,12 +158,14 @@ class SimBus:
         rng = self.rng
         now = self.sched.now
         faults = self.faults
+        hook = self.fault_hook
         for sub in list(subs):
-            if self.loss and rng.random() < self.loss:
+            named = hook(channel, seq, sub.name) if hook is not None else None
+            if named == "drop" or (self.loss and rng.random() < self.loss):
                 faults["bus_loss"] = faults.get("bus_loss", 0) + 1
                 continue
             copies = 1
-            if self.dup and rng.random() < self.dup:
+            if named == "dup" or (self.dup and rng.random() < self.dup):
                 faults["bus_dup"] = faults.get("bus_dup", 0) + 1
                 copies = 2
             for _ in range(copies):
