@@ -17,6 +17,12 @@ Every frame in or out, and every connection opened or lost, is appended to ``rec
 :class:`~labkit.core.records.FrameRecord`: the notebooks draw these, and the invariant checker reads
 them. Close code 4001 (``CloseCode.UNAUTHORIZED``) is final; every other loss is retried with
 exponential backoff and seeded jitter (:func:`labkit.core.backoff.backoff_delay`).
+
+This module holds the lifecycle and the handling of incoming frames. The request API (``post``,
+``history``, ``join``, ``leave``, ``ping``, ``typing``, ``presence_sub``, ``send_raw``) and the
+matching of replies to requests by ``id`` live in :mod:`labkit.server.client_requests`, whose
+``ClientRequests`` :class:`Client` extends; :class:`ClientError` is defined there and importable
+here.
 """
 
 from __future__ import annotations
@@ -24,12 +30,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import itertools
 import json
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,6 +44,9 @@ from labkit.core import protocol as p
 from labkit.core.backoff import backoff_delay
 from labkit.core.client_state import GAP, ClientState
 from labkit.core.records import FrameRecord, Recording
+from labkit.server.client_requests import ClientError, ClientRequests
+
+__all__ = ["Client", "ClientError", "Phase", "Unauthorized"]
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +58,11 @@ class Phase(enum.StrEnum):
     CLOSED = "closed"
 
 
-class ClientError(Exception):
-    """The server answered a request with an ``error`` frame."""
-
-    def __init__(self, error: p.Error) -> None:
-        super().__init__(f"{error.code}: {error.message}")
-        self.code = error.code
-        self.message = error.message
-        self.id = error.id
-
-
 class Unauthorized(ClientError):
     """Close 4001 (``CloseCode.UNAUTHORIZED``): the token was refused. The client does not retry."""
 
 
-class Client:
+class Client(ClientRequests):
     """One user's connection, with resume, backoff, heartbeats and a record of every frame."""
 
     def __init__(
@@ -85,6 +82,7 @@ class Client:
         max_size: int | None = 16 * 1024 * 1024,
         state: ClientState | None = None,
     ) -> None:
+        super().__init__()
         self.user = user
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
@@ -116,10 +114,6 @@ class Client:
         self.close_codes: list[int | None] = []
 
         self._url_index = 0
-        self._ids = itertools.count(1)
-        self._post_prefix = uuid.uuid4().hex[:8]
-        self._pending_posts: dict[str, tuple[p.Post, asyncio.Future[p.Ack]]] = {}
-        self._requests: dict[str, asyncio.Future[Any]] = {}
         self._ws: ClientConnection | None = None
         self._runner: asyncio.Task[None] | None = None
         self._welcomed = asyncio.Event()
@@ -152,9 +146,7 @@ class Client:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._runner
-        for _, future in self._pending_posts.values():
-            if not future.done():
-                future.cancel()
+        self._cancel_pending()
 
     async def drop(self) -> None:
         """Cut the connection from the client side, abruptly (the client then resumes)."""
@@ -294,8 +286,7 @@ class Client:
         for channel in frame.channels:
             self.messages.setdefault(channel, [])
         self._record("open", {"url": url, "gateway": frame.gateway})
-        for post, _ in list(self._pending_posts.values()):
-            asyncio.get_running_loop().create_task(self._send_quietly(post))
+        self._resend_pending()
         self._welcomed.set()
 
     def _on_message(self, frame: p.Message) -> None:
@@ -310,100 +301,7 @@ class Client:
 
     def _on_error(self, frame: p.Error) -> None:
         self.errors.append(frame)
-        if frame.id is None:
-            return
-        if frame.id in self._pending_posts:
-            _, future = self._pending_posts.pop(frame.id)
-            if not future.done():
-                future.set_exception(ClientError(frame))
-        else:
-            self._settle(frame.id, ClientError(frame))
-
-    def _settle_post(self, request_id: str, ack: p.Ack) -> None:
-        entry = self._pending_posts.pop(request_id, None)
-        if entry is not None and not entry[1].done():
-            entry[1].set_result(ack)
-
-    def _settle(self, request_id: str | None, result: Any) -> None:
-        future = self._requests.pop(request_id, None) if request_id is not None else None
-        if future is None or future.done():
-            return
-        if isinstance(result, BaseException):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
-
-    # -- requests ---------------------------------------------------------------------------
-
-    def _new_id(self, kind: str) -> str:
-        return f"{self._post_prefix}-{kind}{next(self._ids)}"
-
-    async def post(self, channel: str, text: str, *, id: str | None = None) -> p.Ack:
-        """Post and wait for the ack; retried with the same id across reconnects."""
-        post = p.Post(id or self._new_id("m"), channel, text)
-        future: asyncio.Future[p.Ack] = asyncio.get_running_loop().create_future()
-        self._pending_posts[post.id] = (post, future)
-        if self.connected:
-            await self._send_quietly(post)
-        ack: p.Ack = await self._wait(future, self.request_timeout_s, f"ack of {post.id}")
-        return ack
-
-    async def history(self, channel: str, after: int = 0, limit: int = 100) -> p.HistoryReply:
-        reply = await self._request(lambda i: p.History(i, channel, after, limit))
-        assert isinstance(reply, p.HistoryReply)
-        return reply
-
-    async def join(self, channel: str) -> p.Joined:
-        reply = await self._request(lambda i: p.Join(i, channel))
-        assert isinstance(reply, p.Joined)
-        return reply
-
-    async def leave(self, channel: str) -> p.Left:
-        reply = await self._request(lambda i: p.Leave(i, channel))
-        assert isinstance(reply, p.Left)
-        return reply
-
-    async def ping(self) -> p.Pong:
-        reply = await self._request(lambda i: p.Ping(i))
-        assert isinstance(reply, p.Pong)
-        return reply
-
-    async def typing(self, channel: str) -> None:
-        await self._send(p.Typing(channel))
-
-    async def presence_sub(self, users: Sequence[str], digest_s: float | None = None) -> None:
-        await self._send(p.PresenceSub(tuple(users), digest_s))
-
-    async def send_raw(self, data: str | bytes) -> None:
-        """Send anything at all (tests of the gateway's error handling use this)."""
-        if self._ws is None:
-            raise ConnectionError(f"{self.name} is not connected")
-        await self._ws.send(data)
-
-    async def _request(self, make: Callable[[str], p.ClientFrame]) -> Any:
-        request_id = self._new_id("r")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._requests[request_id] = future
-        await self._send(make(request_id))
-        return await self._wait(future, self.request_timeout_s, request_id)
-
-    async def _send(self, frame: p.ClientFrame, ws: ClientConnection | None = None) -> None:
-        ws = ws or self._ws
-        if ws is None:
-            raise ConnectionError(f"{self.name} is not connected")
-        text = p.encode_client(frame)
-        await ws.send(text)
-        self._record("out", json.loads(text))
-
-    async def _send_quietly(self, frame: p.ClientFrame) -> None:
-        with contextlib.suppress(ConnectionError, ConnectionClosed):
-            await self._send(frame)
-
-    async def _wait(self, awaitable: Any, timeout: float, what: str) -> Any:
-        try:
-            return await asyncio.wait_for(awaitable, timeout)
-        except TimeoutError:
-            raise TimeoutError(f"{self.name}: no {what} within {timeout:g} s") from None
+        self._settle_error(frame)
 
     # -- waiting for things -----------------------------------------------------------------
 
