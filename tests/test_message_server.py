@@ -79,7 +79,7 @@ async def test_a_post_is_stored_published_and_acked(redis_backend: RedisFactory)
         "text": "hi",
         "ts": NOW,
     }
-    assert await server.store.history("general") == [payload], "published what was stored"
+    assert await server.store.history("general") == [(1, payload)], "published what was stored"
     assert (server.posts, server.publish_failures) == (1, 0)
 
 
@@ -139,7 +139,8 @@ async def test_a_failed_publish_still_acks_what_was_stored(
     ack = await server.post("alice", Post("c-1", "general", "hi"))
     assert (ack.seq, ack.ts) == (1, NOW)
     assert (server.posts, server.publish_failures) == (1, 1)
-    [raw] = await server.store.history("general")
+    [(seq, raw)] = await server.store.history("general")
+    assert seq == 1
     assert json.loads(raw)["text"] == "hi"
 
 

@@ -68,7 +68,9 @@ async def test_concurrent_appends_from_four_clients_are_gap_free(
     assert sorted(r.seq for r in results) == list(range(1, 201))
     assert not any(r.duplicate for r in results)
 
-    frames = await stores[0].history("general", limit=1000)
+    pairs = await stores[0].history("general", limit=1000)
+    assert [seq for seq, _ in pairs] == list(range(1, 201))
+    frames = [raw for _, raw in pairs]
     assert [fields(raw)[0] for raw in frames] == list(range(1, 201))
     assert sorted(fields(raw)[2] for raw in frames) == sorted(text for _, _, text, _ in posts)
     stamps = [fields(raw)[3] for raw in frames]
@@ -81,7 +83,7 @@ async def test_append_returns_the_canonical_frame(redis_backend: RedisFactory) -
     got = await store.append("eng", "alice", "c-1", 'say "hé" \\ \n ok', now=NOW + 0.123)
     assert got == Appended(seq=1, ts=NOW + 0.123, raw=got.raw, duplicate=False)
     assert got.raw == encode(Message("eng", 1, "alice", 'say "hé" \\ \n ok', NOW + 0.123))
-    assert await store.history("eng") == [got.raw]
+    assert await store.history("eng") == [(1, got.raw)]
 
 
 async def test_channels_are_numbered_independently(redis_backend: RedisFactory) -> None:
@@ -171,7 +173,10 @@ async def test_history_honours_after_and_limit(redis_backend: RedisFactory) -> N
         await store.append("general", "carol", f"c-{i}", f"m{i}", now=NOW + i)
 
     async def seqs(after: int = 0, limit: int = 100) -> list[int]:
-        return [fields(raw)[0] for raw in await store.history("general", after, limit)]
+        pairs = await store.history("general", after, limit)
+        assert all(seq == fields(raw)[0] for seq, raw in pairs), "each seq is its frame's"
+        assert all(type(seq) is int for seq, _ in pairs), "seqs are ints, not float scores"
+        return [seq for seq, _ in pairs]
 
     assert await seqs() == list(range(1, 11))
     assert await seqs(after=3, limit=4) == [4, 5, 6, 7]
@@ -186,8 +191,9 @@ async def test_history_range_is_inclusive_and_counts_reads(redis_backend: RedisF
     for i in range(1, 11):
         await store.append("general", "carol", f"c-{i}", f"m{i}", now=NOW)
     before = store.reads
-    assert [fields(r)[0] for r in await store.history_range("general", 3, 5)] == [3, 4, 5]
-    assert [fields(r)[0] for r in await store.history_range("general", 9, 20)] == [9, 10]
+    middle = await store.history_range("general", 3, 5)
+    assert [(seq, fields(raw)[0]) for seq, raw in middle] == [(3, 3), (4, 4), (5, 5)]
+    assert [seq for seq, _ in await store.history_range("general", 9, 20)] == [9, 10]
     assert await store.history_range("general", 5, 4) == []
     assert store.reads == before + 2, "an empty range costs no round trip"
 
@@ -262,7 +268,7 @@ async def test_acked_posts_survive_a_crash_with_aof(redis_server_binary: str) ->
             before = await store.state("general")
             server.kill()
             server.restart()
-            assert await store.history("general") == [a.raw for a in acked]
+            assert await store.history("general") == [(a.seq, a.raw) for a in acked]
             assert await store.state("general") == before
             retry = await store.append("general", "bob", "b-4", "m4", now=NOW + 9)
             assert retry == Appended(acked[4].seq, acked[4].ts, acked[4].raw, duplicate=True)

@@ -337,5 +337,5 @@ class Cluster:
         import json
 
         assert self.store is not None
-        raws = await self.store.history(channel, 0, 1_000_000)
-        return [json.loads(raw) for raw in raws]
+        pairs = await self.store.history(channel, 0, 1_000_000)
+        return [json.loads(raw) for _, raw in pairs]

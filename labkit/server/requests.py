@@ -17,7 +17,7 @@ from labkit.core.gateway import events as ev
 from labkit.server.message_server import MessageServer
 from labkit.server.redis.directory import Directory
 from labkit.server.redis.presence_store import PresenceStore
-from labkit.server.redis.store import Store, seq_of
+from labkit.server.redis.store import Store
 
 
 @dataclass(slots=True)
@@ -36,11 +36,9 @@ class StoreRequests:
             states = await self.store.states(op.channels)
             return {ch: (st.head, st.epoch) for ch, st in states.items()}
         if isinstance(op, ev.ReadHistory):
-            raws = await self.store.history(op.channel, op.after, op.limit)
-            return [(seq_of(raw), raw) for raw in raws]
+            return await self.store.history(op.channel, op.after, op.limit)
         if isinstance(op, ev.ReadRange):
-            raws = await self.store.history_range(op.channel, op.first, op.last)
-            return [(seq_of(raw), raw) for raw in raws]
+            return await self.store.history_range(op.channel, op.first, op.last)
         if isinstance(op, ev.Append):
             return await self.messages.append(op.user, op.channel, op.post_id, op.text, op.now)
         return await self._membership_or_presence(op)

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import fakeredis
 import redis.asyncio as aioredis
@@ -62,9 +61,10 @@ def idem_key(user: str, post_id: str) -> str:
     return f"labkit:idem:{{{user}}}:{{{post_id}}}"
 
 
-def seq_of(raw: str) -> int:
-    """The seq of a stored ``message`` frame."""
-    return int(json.loads(raw)["seq"])
+def _seq_frames(pairs: Iterable[Any]) -> list[tuple[int, str]]:
+    """``(seq, frame)`` from ZRANGEBYSCORE ... WITHSCORES: redis-py gives ``(member, score)``
+    tuples over RESP2 and ``[member, score]`` lists over RESP3, with the score already cast."""
+    return [(int(score), str(raw)) for raw, score in pairs]
 
 
 def random_epoch() -> str:
@@ -232,25 +232,41 @@ class Store:
         kind, seq, ts_text, raw = reply
         return Appended(seq=int(seq), ts=float(ts_text), raw=raw, duplicate=kind == "dup")
 
-    async def history(self, channel: str, after: int = 0, limit: int = 100) -> list[str]:
-        """Up to ``limit`` stored frames with seq > ``after``, in ascending seq."""
+    async def history(
+        self, channel: str, after: int = 0, limit: int = 100
+    ) -> list[tuple[int, str]]:
+        """Up to ``limit`` stored ``(seq, frame)`` pairs with seq > ``after``, in ascending seq.
+
+        The seq comes with each frame because a history reply is bounded and ordered by seq
+        (PROTOCOL.md, Messages, History: "seq > after, ascending"); it is the frame's score in
+        the channel's sorted set, so reading it costs no parse of the frame.
+        """
         if limit <= 0:
             return []
         self.reads += 1
         with reaching(self.redis, f"read the history of {channel!r}"):
-            frames = await self.redis.zrangebyscore(
-                log_key(channel), after + 1, "+inf", start=0, num=limit
+            pairs = await self.redis.zrangebyscore(
+                log_key(channel),
+                after + 1,
+                "+inf",
+                start=0,
+                num=limit,
+                withscores=True,
+                score_cast_func=int,
             )
-        return cast(list[str], frames)
+        return _seq_frames(pairs)
 
-    async def history_range(self, channel: str, first: int, last: int) -> list[str]:
-        """The stored frames with ``first <= seq <= last``, ascending (a gap-fill fetch)."""
+    async def history_range(self, channel: str, first: int, last: int) -> list[tuple[int, str]]:
+        """The stored ``(seq, frame)`` pairs with ``first <= seq <= last``, ascending: a gap-fill
+        fetch (PROTOCOL.md, Starting a session, step 3: the missed frames in ``seq`` order)."""
         if last < first:
             return []
         self.reads += 1
         with reaching(self.redis, f"read the history of {channel!r}"):
-            frames = await self.redis.zrangebyscore(log_key(channel), first, last)
-        return cast(list[str], frames)
+            pairs = await self.redis.zrangebyscore(
+                log_key(channel), first, last, withscores=True, score_cast_func=int
+            )
+        return _seq_frames(pairs)
 
     async def state(self, channel: str) -> ChannelState:
         """Head and epoch of one channel; names the epoch if the channel has none yet."""
