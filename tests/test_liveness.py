@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import os
 import signal
 import sys
@@ -49,12 +48,8 @@ from wire import (
 from labkit.core.auth import make_token
 from labkit.core.protocol import CloseCode
 from labkit.core.protocol.frames import MAX_TEXT_CHARS, MIN_DIGEST_S
-from labkit.server.cluster import Cluster, build_gateway
-from labkit.server.gateway import Gateway, GatewayConfig
-from labkit.server.redis.bus import RedisBus
-from labkit.server.redis.directory import Directory
-from labkit.server.redis.presence_store import PresenceStore
-from labkit.server.redis.store import Store
+from labkit.server.cluster import Cluster
+from labkit.server.gateway import GatewayConfig
 from labkit.server.redis_server import RedisServer
 
 cluster_factory = pytest.fixture(
@@ -387,39 +382,16 @@ def _health(connection: Any, request: Any) -> Any:
 
 
 async def test_a_route_answers_plain_http_beside_ws(cluster_factory: Any) -> None:
-    routes = {"/health": _health}
-    if "routes" in inspect.signature(build_gateway).parameters:
-
-        def builder(*args: Any, **kwargs: Any) -> Gateway:
-            return build_gateway(*args, routes=routes, **kwargs)
-
-    elif "routes" in inspect.signature(Gateway).parameters:
-
-        def builder(
-            config: GatewayConfig, make_client: Callable[[], Any], secret: str, **kwargs: Any
-        ) -> Gateway:
-            client = make_client()  # wired as build_gateway wires it, plus the route table
-            return Gateway(
-                config,
-                store=Store(client),
-                directory=Directory(client),
-                bus=RedisBus(make_client),
-                secret=secret,
-                presence=PresenceStore(client, heartbeat_s=config.heartbeat_s),
-                routes=routes,
-                **kwargs,
-            )
-
-    else:
-        pytest.skip("this Gateway takes no routes= (the route table comes with the rewrite)")
-
-    async with cluster_factory(gateways=1, config=_config(), gateway_builder=builder) as c:
-        gw = c.gateways[0]
-        assert gw is not None
-        status, body = await http_get(gw.port, "/health")
-        assert (status, body) == (HTTPStatus.OK, "ok /health\n"), (status, body)
-        status, _ = await http_get(gw.port, "/nope")
-        assert status == HTTPStatus.NOT_FOUND
+    """Every gateway the cluster builds, a restarted one too, answers the cluster's routes."""
+    async with cluster_factory(gateways=2, config=_config(), routes={"/health": _health}) as c:
+        await c.stop_gateway(0)
+        await c.restart_gateway(0)
+        for gw in c.gateways:
+            assert gw is not None
+            status, body = await http_get(gw.port, "/health")
+            assert (status, body) == (HTTPStatus.OK, "ok /health\n"), (gw.name, status, body)
+            status, _ = await http_get(gw.port, "/nope")
+            assert status == HTTPStatus.NOT_FOUND
         conn = await raw_user(c, "bob", 0)
         await conn.ping()
 

@@ -104,10 +104,18 @@ class Cluster(server.Cluster):
         secret: str,
         *,
         clock: Callable[[], float] = time.time,
+        **options: Any,
     ) -> Gateway:
-        """:func:`labkit.server.cluster.build_gateway` with the learner's pieces and script."""
+        """:func:`labkit.server.cluster.build_gateway` with the learner's pieces and script;
+        ``options`` (the cluster's ``routes=``) pass through."""
         return server.build_gateway(
-            config, make_client, secret, clock=clock, impl=self.impl, append_impl=self.append_impl
+            config,
+            make_client,
+            secret,
+            clock=clock,
+            impl=self.impl,
+            append_impl=self.append_impl,
+            **options,
         )
 
     async def start_all(self) -> None:

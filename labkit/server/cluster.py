@@ -36,7 +36,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar, Protocol, Self
 
@@ -49,6 +49,7 @@ from labkit.core.records import Recording
 from labkit.core.typing_throttle import TypingThrottle
 from labkit.server.client import Client
 from labkit.server.gateway import Gateway, GatewayConfig
+from labkit.server.gateway_parts import Route
 from labkit.server.redis.bus import RedisBus
 from labkit.server.redis.directory import Directory
 from labkit.server.redis.presence_store import PresenceStore
@@ -58,7 +59,8 @@ from labkit.server.redis_server import RedisServer
 log = logging.getLogger(__name__)
 
 GatewayBuilder = Callable[..., Gateway]
-"""``builder(config, make_client, secret, *, clock) -> Gateway``, like :func:`build_gateway`."""
+"""``builder(config, make_client, secret, *, clock) -> Gateway``, like :func:`build_gateway`; a
+cluster given ``routes`` also passes ``routes=``, which the builder hands to its gateway."""
 
 ClientSetup = Callable[[Client], None]
 """Applied to each new client of a cluster before it connects."""
@@ -98,13 +100,16 @@ def build_gateway(
     clock: Callable[[], float] = time.time,
     impl: GatewayPieces | None = None,
     append_impl: AppendImpl | None = None,
+    routes: Mapping[str, Route] | None = None,
 ) -> Gateway:
     """A gateway wired to the Redis that ``make_client`` reaches (store, directory, bus, presence).
 
     The store, directory and presence share one client (a connection pool); the bus gets its
     own clients, since a subscribed connection can do nothing else. ``impl`` supplies the
     routing table, channel feed and typing throttle (a learner's, with ``--impl exercises``)
-    and ``append_impl`` a learner's sequencing script.
+    and ``append_impl`` a learner's sequencing script. ``routes`` answer plain HTTP on the
+    gateway's port by path (``/ws`` stays the WebSocket endpoint, other paths get 404), so a
+    health check or a metrics page shares the port the clients reach.
     """
     client = make_client()
     core: FanoutCore[str, str] | None = None
@@ -122,6 +127,7 @@ def build_gateway(
         clock=clock,
         core=core,
         typing_throttle=throttle,
+        routes=routes,
     )
 
 
@@ -131,7 +137,9 @@ class Cluster:
     ``gateway_builder`` builds each gateway (:func:`build_gateway` unless told otherwise; it
     stays a public attribute, so a builder can be swapped before gateways are restarted),
     ``gateway_hooks`` are installed on every gateway while it runs, and ``client_setup`` is
-    applied to each client :meth:`connect` makes, before it connects.
+    applied to each client :meth:`connect` makes, before it connects. ``routes`` (plain HTTP
+    by path) go to every gateway the cluster builds; given none, the builder is called without
+    ``routes=``, so a builder that takes no routes keeps working.
     """
 
     _current: ClassVar[Cluster | None] = None
@@ -152,6 +160,7 @@ class Cluster:
         gateway_builder: GatewayBuilder = build_gateway,
         gateway_hooks: Iterable[GatewayHook] = (),
         client_setup: Iterable[ClientSetup] = (),
+        routes: Mapping[str, Route] | None = None,
     ) -> None:
         if gateways < 1:
             raise ValueError("a cluster needs at least one gateway")
@@ -187,6 +196,8 @@ class Cluster:
         """Installed on every gateway before it starts, uninstalled when it stops."""
         self.client_setup: list[ClientSetup] = list(client_setup)
         """Applied to each new client before it connects."""
+        self.routes: dict[str, Route] | None = None if routes is None else dict(routes)
+        """Plain-HTTP routes passed to the builder of every gateway; None: no ``routes=``."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -265,7 +276,10 @@ class Cluster:
         if self.gateways[index] is not None:
             raise RuntimeError(f"gateway {index} is already running")
         config = replace(self.base_config, name=f"gw-{index + 1}", port=self._ports[index])
-        gateway = self.gateway_builder(config, self.make_client, self.secret, clock=self.clock)
+        extra: dict[str, Any] = {} if self.routes is None else {"routes": self.routes}
+        gateway = self.gateway_builder(
+            config, self.make_client, self.secret, clock=self.clock, **extra
+        )
         for hook in self.gateway_hooks:
             hook.install(gateway)
         await gateway.start()
