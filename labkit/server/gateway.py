@@ -1,23 +1,18 @@
 """A connection gateway: the asyncio driver of the gateway machine (websockets + Redis).
 
-Theory of operation
--------------------
-Every decision is made by :class:`~labkit.core.gateway.GatewayMachine`; this module moves
-bytes and time in and out of it and carries out its actions in order:
+Every decision is made by :class:`~labkit.core.gateway.GatewayMachine`; this module moves bytes
+and time in and out of it and carries out its actions in order:
 
-* **Events in.** A connection opening, each frame it sends, its close; each bus message; the
-  reply to each store request; a tick every ``tick_s``; the write-buffer level of every
-  connection above the slow-consumer bound (after writes and on every tick).
-* **Writes never wait.** ``Send`` and ``Broadcast`` go out with ``websockets.broadcast``, which
-  writes without awaiting, followed by the buffer-bound check: a reader that stops reading
-  delays nobody, and the machine cuts it off (4008). Gap-fill goes at the reader's pace through
-  ``WatchWritable``, which waits in that connection's own task.
-* **Requests** run as tasks; a ``Subscribe`` completes before any later request of the same
-  batch starts (subscribe, *then* read the head). Publishes go out in order, one at a time.
-* **Closing** has a bounded grace (``CLOSE_GRACE_S``); a peer that does not answer is cut off.
-  ``drain`` sends ``reconnect`` and 1012 to everyone and finishes within that grace.
-* **HTTP.** ``routes`` maps paths to handlers for plain HTTP on the gateway's port; ``/ws`` is
-  the WebSocket endpoint and any other path gets 404.
+* **Events in:** a connection opening, each frame it sends, its close; each bus message; the
+  reply to each store request; a tick every ``tick_s``; write-buffer levels over the bound.
+* **Writes never wait.** ``Send`` and ``Broadcast`` go out with ``websockets.broadcast``, then
+  the buffer-bound check: a reader that stops reading delays nobody, and the machine cuts it
+  off (4008). Gap-fill goes at the reader's pace: ``WatchWritable`` waits in its own task.
+* **Requests** run as tasks; a ``Subscribe`` completes before any later request of its batch
+  (subscribe, *then* read the head). Publishes go out in order, one at a time.
+* **Closing** has a bounded grace (``CLOSE_GRACE_S``), so ``drain`` (``reconnect`` and 1012 to
+  everyone) finishes within it. **HTTP:** ``routes`` answer plain requests; ``/ws`` is the
+  WebSocket endpoint; other paths get 404.
 """
 
 from __future__ import annotations
@@ -29,14 +24,10 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from http import HTTPStatus
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request as HttpRequest
-from websockets.http11 import Response
 
 from labkit.core.fanout import FanoutCore
 from labkit.core.gateway import GatewayMachine, Observer, token_checker
@@ -44,7 +35,8 @@ from labkit.core.gateway import events as ev
 from labkit.core.gateway.bus_payloads import CONTROL_TOPIC, PRESENCE_TOPIC
 from labkit.core.resume import ResumePlan, plan_resume
 from labkit.core.typing_throttle import TypingThrottle
-from labkit.server.gateway_config import Conn, GatewayConfig, buffered
+from labkit.server import gateway_parts as parts
+from labkit.server.gateway_parts import CLOSE_GRACE_S, Conn, GatewayConfig, close_within_grace
 from labkit.server.message_server import MessageServer
 from labkit.server.redis.bus import Bus
 from labkit.server.redis.directory import Directory
@@ -54,23 +46,13 @@ from labkit.server.requests import StoreRequests
 
 log = logging.getLogger(__name__)
 
-CLOSE_GRACE_S = 1.5
-"""How long a connection being closed gets to read what is queued and the close frame, so it
-learns *why* (4008, 4002, 1012); then it is cut off. Under the protocol's 2 s delivery bound: a
-connection the gateway has stopped feeding must be gone by then."""
-
 STOP_GRACE_S = 1.0
 """How long store and bus work in flight gets to finish when the gateway stops."""
 
-Route = Callable[[ServerConnection, HttpRequest], Response]
 BusFilter = Callable[[str, str, Callable[[str, str], None]], None]
 
 
-class Requester(Protocol):
-    async def run(self, op: ev.StoreOp) -> object: ...
-
-
-class Gateway:
+class Gateway(parts.ConnectionViews):
     """One gateway: a websockets server and a bus subscription set around one machine.
 
     Swappable pieces, all through the constructor: ``core`` (routing table and feeds),
@@ -93,8 +75,8 @@ class Gateway:
         plan: Callable[..., ResumePlan] = plan_resume,
         typing_throttle: TypingThrottle | None = None,
         messages: MessageServer | None = None,
-        requests: Callable[[StoreRequests], Requester] | None = None,
-        routes: Mapping[str, Route] | None = None,
+        requests: Callable[[StoreRequests], parts.Requester] | None = None,
+        routes: Mapping[str, parts.Route] | None = None,
         observer: Observer | None = None,
     ) -> None:
         self.config = config
@@ -102,20 +84,15 @@ class Gateway:
         self.store, self.directory, self.presence, self.bus = store, directory, presence, bus
         self.messages = messages or MessageServer(store, directory, bus, clock=clock)
         own = StoreRequests(store, directory, presence, self.messages)
-        self.requests: Requester = requests(own) if requests is not None else own
+        self.requests: parts.Requester = requests(own) if requests is not None else own
         self.clock = clock
         self.routes = dict(routes or {})
         self.machine = GatewayMachine(
-            config.machine(),
-            authenticate=token_checker(secret),
-            core=core,
-            plan=plan,
-            typing_throttle=typing_throttle,
-            observer=self._observe,
-        )
+            config.machine(), authenticate=token_checker(secret), core=core, plan=plan,
+            typing_throttle=typing_throttle, observer=self._observe,
+        )  # fmt: skip
         self.observers: list[Observer] = [observer] if observer is not None else []
         """Called with every event and the actions decided (widgets, logs, tests)."""
-        self.max_buffer = config.max_buffer_bytes
         self.sockets: dict[str, ServerConnection] = {}
         self.bus_filter: BusFilter | None = None
         """Fault injection: ``filter(topic, payload, deliver)`` decides what the bus did."""
@@ -124,52 +101,13 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._service: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         """Tasks that never end by themselves (ticker, publisher, writability watchers)."""
-        self._publishes: asyncio.Queue[ev.Publish] = asyncio.Queue()
+        self.bus_writer = parts.BusWriter(bus, self.name)
         self._stopping = False
         self._ids = itertools.count(1)
 
     def _observe(self, event: ev.Event, actions: list[ev.Action]) -> None:
         for observer in self.observers:
             observer(event, actions)
-
-    # -- read-only views, for widgets, fault injection and tests -----------------------------
-
-    @property
-    def conns(self) -> list[Conn]:
-        """Open connections, with the machine's view of each."""
-        return [
-            Conn(state, ws)
-            for state in self.machine.connections()
-            if (ws := self.sockets.get(state.id)) is not None
-        ]
-
-    @property
-    def user_conns(self) -> dict[str, list[Conn]]:
-        by_user: dict[str, list[Conn]] = {}
-        for conn in self.conns:
-            if conn.user:
-                by_user.setdefault(conn.user, []).append(conn)
-        return by_user
-
-    @property
-    def core(self) -> FanoutCore[str, str]:
-        return self.machine.core
-
-    @property
-    def typing(self) -> TypingThrottle:
-        return self.machine.st.typing
-
-    @property
-    def epochs(self) -> dict[str, str]:
-        return self.machine.st.epochs
-
-    @property
-    def stats(self) -> dict[str, int]:
-        return self.machine.stats
-
-    @property
-    def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}/ws"
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -181,7 +119,7 @@ class Gateway:
             self._serve,
             self.config.host,
             self.config.port,
-            process_request=self._route,
+            process_request=lambda conn, request: parts.route(self.routes, conn, request),
             compression=None,
             max_size=self.config.max_frame_bytes,
             ping_interval=None,
@@ -190,7 +128,7 @@ class Gateway:
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         self._service.add(self._spawn(self._ticker()))
-        self._service.add(self._spawn(self._publisher()))
+        self._service.add(self._spawn(self.bus_writer.run()))
         log.info("%s listening on %s", self.name, self.url)
 
     async def drain(self) -> None:
@@ -232,12 +170,8 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
         await self.bus.close()
-        # The store's, directory's and presence's Redis clients are the gateway's own, like the
-        # bus (see ``build_gateway``): close them too, or their sockets leak.
-        clients = {id(c): c for c in (self.store.redis, self.directory.redis, self.presence.redis)}
-        for client in clients.values():
-            with contextlib.suppress(Exception):
-                await client.aclose()
+        # The Redis clients are the gateway's own, like the bus (see ``build_gateway``).
+        await parts.close_clients(self.store.redis, self.directory.redis, self.presence.redis)
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -254,15 +188,6 @@ class Gateway:
             self.handle(ev.Tick(now))
 
     # -- events in ----------------------------------------------------------------------------
-
-    def _route(self, connection: ServerConnection, request: HttpRequest) -> Response | None:
-        path = urlsplit(request.path).path
-        if path == "/ws":
-            return None
-        route = self.routes.get(path)
-        if route is not None:
-            return route(connection, request)
-        return connection.respond(HTTPStatus.NOT_FOUND, "labkit gateways serve WebSockets at /ws\n")
 
     async def _serve(self, ws: ServerConnection) -> None:
         conn_id = f"{self.name}:{next(self._ids)}"
@@ -311,9 +236,9 @@ class Gateway:
             elif isinstance(action, ev.Request):
                 self._spawn(self._request(action, subscribed))
             elif isinstance(action, ev.Publish):
-                self._publishes.put_nowait(action)
+                self.bus_writer.publish(action)
             elif isinstance(action, ev.Subscribe | ev.Unsubscribe):
-                subscribed = self._spawn(self._subscription(action, subscribed))
+                subscribed = self._spawn(self.bus_writer.subscription(action, subscribed))
             elif isinstance(action, ev.Close):
                 ws = self.sockets.get(action.conn)
                 if ws is not None:
@@ -335,7 +260,7 @@ class Gateway:
             ws = sockets.get(conn_id)
             if ws is None:
                 continue
-            if droppable_above is not None and buffered(ws) > droppable_above:
+            if droppable_above is not None and parts.buffered(ws) > droppable_above:
                 continue
             targets.append(ws)
             written[conn_id] = ws
@@ -344,8 +269,8 @@ class Gateway:
     def _check_buffer(
         self, conn_id: str, ws: ServerConnection, now: float, *, live_write: bool = False
     ) -> None:
-        queued = buffered(ws)
-        if queued > self.max_buffer:
+        queued = parts.buffered(ws)
+        if queued > self.config.max_buffer_bytes:
             self.handle(ev.BufferLevel(conn_id, queued, now, live_write))
 
     async def _request(self, request: ev.Request, after: asyncio.Task[Any] | None) -> None:
@@ -357,44 +282,16 @@ class Gateway:
         except StoreUnavailable as exc:
             self.handle(ev.Reply(request, error=str(exc)))
             return
+        except Exception:  # never leave the machine waiting for an answer
+            log.exception("%s: %s failed", self.name, request.op)
+            self.handle(ev.Reply(request, error="internal error"))
+            return
         self.handle(ev.Reply(request, result))
-
-    async def _subscription(
-        self, action: ev.Subscribe | ev.Unsubscribe, after: asyncio.Task[Any] | None
-    ) -> None:
-        if after is not None:
-            with contextlib.suppress(Exception):
-                await after
-        try:
-            if isinstance(action, ev.Subscribe):
-                await self.bus.subscribe(action.topic)
-            else:
-                await self.bus.unsubscribe(action.topic)
-        except Exception:  # the bus reconnects and resubscribes by itself
-            log.warning("%s: %s failed", self.name, action, exc_info=True)
-
-    async def _publisher(self) -> None:
-        """Publishes in the order the machine decided them, one at a time."""
-        while True:
-            action = await self._publishes.get()
-            try:
-                await self.bus.publish(action.topic, action.payload)
-            except Exception as exc:  # stored already: the head checks repair a lost publish
-                log.warning("%s: publish on %s failed: %s", self.name, action.topic, exc)
 
     async def _watch_writable(self, conn_id: str, ws: ServerConnection) -> None:
         with contextlib.suppress(ConnectionClosed, RuntimeError, AttributeError):
             await ws.drain()
             self.handle(ev.Writable(conn_id, self.clock()))
-
-
-async def close_within_grace(ws: ServerConnection, code: int, reason: str) -> None:
-    """Close with ``code``; a peer that has not answered within ``CLOSE_GRACE_S`` is cut off."""
-    try:
-        await asyncio.wait_for(ws.close(code, reason), CLOSE_GRACE_S)
-    except (TimeoutError, ConnectionClosed, OSError):
-        if ws.transport is not None:
-            ws.transport.abort()
 
 
 __all__ = ["CLOSE_GRACE_S", "Conn", "Gateway", "GatewayConfig", "close_within_grace"]

@@ -126,9 +126,13 @@ class GatewayMachine:
         if isinstance(event, BusMessage):
             self._on_bus(event)
         elif isinstance(event, Reply):
-            then = st.pending.pop(event.request.id, None)
-            if then is not None:
+            waiting = st.pending.pop(event.request.id, None)
+            if waiting is not None:
+                then, owner = waiting
                 then(event.result, event.error)
+                if owner is not None:
+                    owner.in_flight -= 1
+                    self._next_frames(owner)
         elif isinstance(event, Received):
             self._on_received(event)
         elif isinstance(event, Opened):
@@ -164,6 +168,13 @@ class GatewayMachine:
             if isinstance(event.data, str):
                 self.presence.heartbeat(conn, event.now)
             self.requests.on_frame(conn, event.data, event.now)
+
+    def _next_frames(self, conn: ConnState) -> None:
+        """The connection's last request is answered: handle the frames that waited, in order,
+        until one of them issues a request again."""
+        while conn.backlog and conn.in_flight == 0 and conn.writable:
+            data, now = conn.backlog.pop(0)
+            self.requests.on_frame(conn, data, now)
 
     def _welcomed(self, conn: ConnState) -> None:
         """Right after ``welcome``: the first heartbeat, held membership changes, early frames."""

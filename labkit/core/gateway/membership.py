@@ -48,7 +48,7 @@ class Membership:
                 change = MembershipChange("joined", conn.user, frame.channel, conn.id, head, epoch)
                 st.out.add(Publish(CONTROL_TOPIC, change.encode()))
 
-        st.request(JoinChannel(conn.user, frame.channel), joined)
+        st.request(JoinChannel(conn.user, frame.channel), joined, conn)
 
     def on_leave(self, conn: ConnState, frame: p.Leave) -> None:
         st = self.st
@@ -64,7 +64,7 @@ class Membership:
                 change = MembershipChange("left", conn.user, frame.channel, conn.id)
                 st.out.add(Publish(CONTROL_TOPIC, change.encode()))
 
-        st.request(LeaveChannel(conn.user, frame.channel), left)
+        st.request(LeaveChannel(conn.user, frame.channel), left, conn)
 
     def _unavailable(self, conn: ConnState, error: str, request_id: str | None) -> None:
         if conn.writable:

@@ -91,7 +91,7 @@ class PresenceAndTyping:
                 status, last_active = statuses.get(user, ("offline", None))
                 st.send(conn, p.Presence(user, status, last_active))
 
-        st.request(ReadPresence(tuple(frame.users), now), got)
+        st.request(ReadPresence(tuple(frame.users), now), got, conn)
 
     def watch(self, conn: ConnState, users: tuple[str, ...] | frozenset[str]) -> None:
         """``conn`` now watches exactly ``users`` (a new ``presence_sub`` replaces the old)."""

@@ -49,6 +49,9 @@ class Requests:
 
     def on_frame(self, conn: ConnState, data: str | bytes, now: float) -> None:
         st = self.st
+        if conn.in_flight:
+            conn.backlog.append((data, now))  # answered once the frame before it is
+            return
         try:
             frame = p.parse_client_frame(data)
         except p.ProtocolError as exc:
@@ -106,7 +109,7 @@ class Requests:
                 message = f"post id {frame.id!r} was already used for a different channel or text"
                 st.send(conn, p.Error(p.ErrorCode.INVALID, message, frame.id))
 
-        st.request(Append(conn.user, frame.channel, frame.id, frame.text, now), appended)
+        st.request(Append(conn.user, frame.channel, frame.id, frame.text, now), appended, conn)
 
     def _history(self, conn: ConnState, frame: p.History) -> None:
         st = self.st
@@ -119,7 +122,7 @@ class Requests:
                     message = f"{conn.user} is not a member of #{frame.channel}"
                     st.send(conn, p.Error(p.ErrorCode.NOT_MEMBER, message, frame.id))
             else:
-                st.request(ReadStates((frame.channel,)), head)
+                st.request(ReadStates((frame.channel,)), head, conn)
 
         def head(states: Any, error: str | None) -> None:
             if error is not None:
@@ -129,6 +132,7 @@ class Requests:
             st.request(
                 ReadHistory(frame.channel, frame.after, frame.limit),
                 lambda page, err: page_read(channel_head, page, err),
+                conn,
             )
 
         def page_read(channel_head: int, page: Any, error: str | None) -> None:
@@ -139,4 +143,4 @@ class Requests:
                 reply = p.encode_history_reply(frame.id, frame.channel, channel_head, raws)
                 st.send_raw(conn, reply)
 
-        st.request(IsMember(conn.user, frame.channel), member)
+        st.request(IsMember(conn.user, frame.channel), member, conn)

@@ -94,6 +94,10 @@ class ConnState:
     """Membership changes that arrived while being welcomed; None once welcomed."""
     early: list[str | bytes] = field(default_factory=list)
     """Frames that arrived before ``welcome`` was sent, handled right after it."""
+    in_flight: int = 0
+    """Store requests of the frame being answered; the next frame waits until none is left."""
+    backlog: list[tuple[str | bytes, float]] = field(default_factory=list)
+    """Frames that arrived while an earlier one was being answered, in order."""
     presence_users: frozenset[str] = frozenset()
     digest: DigestBuffer | None = None
 
@@ -141,7 +145,7 @@ class GatewayState:
         self.topics: set[str] = set()
         self.starting: dict[str, object] = {}
         """Channel → the feed whose first head read is under way (one read per feed)."""
-        self.pending: dict[int, Continuation] = {}
+        self.pending: dict[int, tuple[Continuation, ConnState | None]] = {}
         self._request_ids = itertools.count(1)
         self.out = Outbox()
         self.now = 0.0
@@ -176,9 +180,15 @@ class GatewayState:
         conn.phase = Phase.CLOSING
         self.out.add(Close(conn.id, code, reason))
 
-    def request(self, op: StoreOp, then: Continuation) -> None:
+    def request(self, op: StoreOp, then: Continuation, owner: ConnState | None = None) -> None:
+        """Ask for ``op``; ``then(result, error)`` runs on the reply. With ``owner``, the request
+        answers that connection's current frame, which holds its later frames back until it is
+        done: a connection's requests are answered one at a time, in the order sent (a ``post``
+        right after a ``join`` finds the user a member)."""
         request_id = next(self._request_ids)
-        self.pending[request_id] = then
+        self.pending[request_id] = (then, owner)
+        if owner is not None:
+            owner.in_flight += 1
         self.out.add(Request(request_id, op))
 
     # -- channels -----------------------------------------------------------------------------
