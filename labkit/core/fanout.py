@@ -52,11 +52,14 @@ class FanoutCore(Generic[C, P]):
         self,
         routing_table: Callable[[], RoutingTable[C]] = RoutingTable,
         channel_feed: Callable[[str], ChannelFeed[P]] = ChannelFeed,
+        cursor: Callable[..., Cursor] = Cursor,
     ) -> None:
-        """``routing_table`` and ``channel_feed`` build the two swappable pieces: the reference
-        classes by default, a learner's with ``labkit serve --impl exercises``."""
+        """``routing_table``, ``channel_feed`` and ``cursor`` build the swappable pieces: the
+        reference classes by default, a learner's with ``labkit serve --impl exercises``, or a
+        weaker design's (:mod:`labkit.lab.variants`)."""
         self.routing: RoutingTable[C] = routing_table()
         self._new_feed = channel_feed
+        self._new_cursor = cursor
         self.feeds: dict[str, ChannelFeed[P]] = {}
         self._cursors: dict[C, dict[str, Cursor]] = {}
 
@@ -69,7 +72,7 @@ class FanoutCore(Generic[C, P]):
         to live. Returns True when the gateway must subscribe to the channel's topic (and then
         read the store head and call :meth:`start_feed`).
         """
-        self._cursors.setdefault(conn, {})[channel] = Cursor(cursor_seq)
+        self._cursors.setdefault(conn, {})[channel] = self._new_cursor(cursor_seq)
         first = self.routing.add(conn, channel)
         if channel not in self.feeds:
             self.feeds[channel] = self._new_feed(channel)
@@ -150,7 +153,7 @@ class FanoutCore(Generic[C, P]):
             feed.reset(head)
         conns = self.routing.connections(channel)
         for conn in conns:
-            self._cursors.setdefault(conn, {})[channel] = Cursor(head, live=True)
+            self._cursors.setdefault(conn, {})[channel] = self._new_cursor(head, live=True)
         return conns
 
     def _apply(self, channel: str, step: Step[P]) -> Outcome[C, P]:

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from labkit.core.fanout import FanoutCore
 from labkit.core.feed import ChannelFeed, Step
 from labkit.core.presence import OFFLINE, ONLINE, PresenceTracker, Transition
-from labkit.core.resume import MAX_GAP_FILL, ResumePlan, plan_resume
+from labkit.core.resume import MAX_GAP_FILL, Cursor, ResumePlan, plan_resume
 
 C = TypeVar("C")
 P = TypeVar("P")
@@ -158,15 +158,30 @@ class NoRepairFeed(ChannelFeed[P]):
         return Step()
 
 
-class NoRepairCore(FanoutCore[C, P]):
-    """The fanout core with :class:`NoRepairFeed` feeds."""
+class TrustingCursor(Cursor):
+    """A connection's cursor that takes any later seq while live.
 
-    def attach(self, conn: C, channel: str, cursor_seq: int) -> bool:
-        fresh = channel not in self.feeds
-        first = super().attach(conn, channel, cursor_seq)
-        if fresh:
-            self.feeds[channel] = NoRepairFeed(channel)
-        return first
+    The real cursor, offered a seq past the next one it is owed, drops back to *filling*, and
+    the gateway pages the hole from the store: a second repair path, per connection, that
+    would quietly mend a mid-stream loss. This one takes whatever comes next, so a lost
+    message shows as a gap at the client.
+    """
+
+    __slots__ = ()
+
+    def offer(self, seq: int) -> bool:
+        if not self.live or seq <= self.seq:
+            return False
+        self.seq = seq
+        return True
+
+
+class NoRepairCore(FanoutCore[C, P]):
+    """The fanout core of a gateway that trusts the bus: :class:`NoRepairFeed` feeds and
+    :class:`TrustingCursor` cursors, passed to the real core's constructor."""
+
+    def __init__(self) -> None:
+        super().__init__(channel_feed=NoRepairFeed, cursor=TrustingCursor)
 
 
 # --------------------------------------------------------------------------- backfill race

@@ -28,9 +28,9 @@ The variants, and what each one shows live (PROTOCOL.md guarantees in brackets):
     records show it, as ``client.gaps`` and seqs missing from ``client.seqs(channel)``. [3]
 
 ``no_bus_repair``
-    The gateway trusts the bus (:class:`TrustingCore`, built on
-    :class:`labkit.lab.variants.NoRepairCore`): no fetch on a seq jump, no lost-tail repair by the
-    head check, and no per-connection gap-fill on a jump either. With bus loss
+    The gateway trusts the bus (:class:`labkit.lab.variants.NoRepairCore`, the same core the
+    simulator runs): no fetch on a seq jump, no lost-tail repair by the head check, and no
+    per-connection gap-fill on a jump either. With bus loss
     (``cluster.faults.set_bus(loss=...)``) members miss exactly the seqs the seed dropped at
     their gateway (checker: ``gap``, ``not_delivered``). [3]
 
@@ -66,8 +66,6 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 
 from labkit.core.client_state import ClientState
-from labkit.core.fanout import Outcome
-from labkit.core.feed import Step
 from labkit.core.gateway import events as ev
 from labkit.core.presence import OFFLINE, Transition
 from labkit.core.protocol import encode_message_parts
@@ -183,30 +181,6 @@ def _read_then_write_gateway(
 # --------------------------------------------------------------------------- trusting the bus
 
 
-class TrustingCore(NoRepairCore[str, str]):
-    """:class:`labkit.lab.variants.NoRepairCore` (feeds that never fetch), with connections that
-    take any later seq too.
-
-    Live, a connection offered a seq past the next one it is owed drops back to *filling* and
-    the gateway pages the hole from the store: a second repair path, per connection, that
-    would quietly mend a mid-stream loss. Here a live connection takes whatever comes next,
-    so a lost message shows as a gap at the client, not only as a lost tail.
-    """
-
-    def _apply(self, channel: str, step: Step[str]) -> Outcome[str, str]:
-        outcome: Outcome[str, str] = Outcome()
-        conns = self.routing.connections(channel)
-        for seq, payload in step.deliver:
-            recipients = []
-            for conn in conns:
-                cursor = self._cursors[conn][channel]
-                if cursor.live and seq > cursor.seq:
-                    cursor.seq = seq
-                    recipients.append(conn)
-            outcome.sends.append((seq, payload, recipients))
-        return outcome
-
-
 def _wired(
     config: GatewayConfig,
     make_client: Callable[[], aioredis.Redis],
@@ -241,7 +215,7 @@ def _no_repair_gateway(
     *,
     clock: Callable[[], float] = time.time,
 ) -> Gateway:
-    return _wired(config, make_client, secret, clock, core=TrustingCore())
+    return _wired(config, make_client, secret, clock, core=NoRepairCore())
 
 
 # --------------------------------------------------------------------------- history first

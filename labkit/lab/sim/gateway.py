@@ -24,6 +24,7 @@ the gateway crashed meanwhile.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from labkit.lab.sim.run import World
 
 Frame = dict[str, Any]
+PRESENCE_OPS = (ev.Heartbeat, ev.Disconnect, ev.ExpirePresence, ev.ReadPresence)
 
 
 class SimConn:
@@ -110,6 +112,7 @@ class SimGateway:
         self._ids = 0
         self.down = Link(world.net_latency, world.rng_net)
         self._retired: dict[str, int] = {}
+        self.rng_presence = random.Random(f"{world.seed}/presence/{name}")
 
     def _new_machine(self) -> GatewayMachine:
         design = self.world.design
@@ -221,14 +224,20 @@ class SimGateway:
     def _request(self, request: ev.Request) -> None:
         """The store runs ``request`` one latency from now; the reply comes one latency later."""
         world = self.world
-        delay = world.store_latency.sample(world.rng_net)
+        delay = world.store_latency.sample(self._rng_for(request.op))
         world.sched.after(delay, self._at_store, self.incarnation, request)
+
+    def _rng_for(self, op: ev.StoreOp) -> random.Random:
+        """Presence has its own random stream: it never shifts the timing of messages, so a
+        presence variant delivers exactly the same frames as the real design."""
+        return self.rng_presence if isinstance(op, PRESENCE_OPS) else self.world.rng_net
 
     def _at_store(self, incarnation: int, request: ev.Request) -> None:
         world = self.world
+        rng = self._rng_for(request.op)
 
         def reply(result: object) -> None:
-            back = world.store_latency.sample(world.rng_net)
+            back = world.store_latency.sample(rng)
             world.sched.after(
                 back, self._guard, incarnation, self.handle, (ev.Reply(request, result),)
             )

@@ -118,6 +118,8 @@ class SimBus:
         self.control_messages = 0
         self.published = 0
         self._links: dict[str, float] = {}
+        self._control_links: dict[str, float] = {}
+        self.rng_control = random.Random(rng.getrandbits(64))
 
     # -- subscriptions ----------------------------------------------------------------------
 
@@ -155,7 +157,12 @@ class SimBus:
         subs = self.topics.get(channel)
         if not subs:
             return
-        rng = self.rng
+        # Presence and membership traffic draws from its own random stream and has its own
+        # FIFO links, so it never shifts when channel messages arrive: a presence variant then
+        # delivers exactly the same messages as the real design.
+        control = not channel.startswith(CHANNEL_PREFIX)
+        rng = self.rng_control if control else self.rng
+        links = self._control_links if control else self._links
         now = self.sched.now
         faults = self.faults
         hook = self.fault_hook
@@ -175,10 +182,10 @@ class SimBus:
                     faults["bus_reorder"] = faults.get("bus_reorder", 0) + 1
                     t += self.delay.hi_s * 10.0 * rng.random()
                 else:
-                    last = self._links.get(sub.name, 0.0)
+                    last = links.get(sub.name, 0.0)
                     if t < last:
                         t = last
-                    self._links[sub.name] = t
+                    links[sub.name] = t
                 if channel.startswith(CHANNEL_PREFIX):
                     self.messages += 1
                 else:
