@@ -5,6 +5,7 @@
 - :class:`SequenceTimeline`: per client and channel, each seq live, gap-filled, missing,
   duplicate or skipped by a reset, with a time slider.
 - :class:`PresenceBoard`: users, status, heartbeat age, devices, typing, status changes seen.
+- :class:`MachineTrace`: a gateway machine's events and the actions it decided, as a table.
 - :class:`ChaosPanel`: fault knobs and buttons bound to a cluster, and the checker's verdict.
 - :func:`latency_plot`, :func:`cost_plot`, :func:`scaling_plot`: matplotlib figures (latency
   histograms with percentiles, bus messages per post, a cost against size).
@@ -16,6 +17,7 @@ without a kernel shows (:mod:`labkit.viz.base`). Every plot has ``snapshot()`` t
 
 from labkit.viz.chaos_panel import ChaosPanel
 from labkit.viz.fanout_graph import FanoutGraph, FanoutModel
+from labkit.viz.machine_trace import MachineTrace
 from labkit.viz.plots import Plot, cost_plot, latency_plot, scaling_plot
 from labkit.viz.presence_board import PresenceBoard
 from labkit.viz.svg import table
@@ -28,6 +30,7 @@ __all__ = [
     "FanoutGraph",
     "FanoutModel",
     "GatewayTap",
+    "MachineTrace",
     "Plot",
     "PresenceBoard",
     "SequenceTimeline",
