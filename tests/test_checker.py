@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from labkit.core.records import FrameRecord, Recording
-from labkit.lab.checker import KINDS, Report, Violation, check
+from labkit.lab.checker import KINDS, LostEpoch, Report, Violation, check
 
 
 class Script:
@@ -26,14 +26,22 @@ class Script:
         self.recording.add(FrameRecord(self.t, client, user, session, kind, frame))
         return self
 
-    def hello(self, client: str, session: int, last_seen: dict[str, int] | None = None) -> Script:
+    def hello(
+        self,
+        client: str,
+        session: int,
+        last_seen: dict[str, int] | None = None,
+        epochs: dict[str, str] | None = None,
+    ) -> Script:
         frame: dict[str, Any] = {"type": "hello", "token": "t"}
         if last_seen is not None:
             frame["last_seen"] = last_seen
+        if epochs is not None:
+            frame["epochs"] = epochs
         return self._add(client, session, "out", frame)
 
-    def welcome(self, client: str, session: int, **heads: int) -> Script:
-        channels = {name: {"head": head, "epoch": "e1"} for name, head in heads.items()}
+    def welcome(self, client: str, session: int, epoch: str = "e1", **heads: int) -> Script:
+        channels = {name: {"head": head, "epoch": epoch} for name, head in heads.items()}
         self._add(
             client,
             session,
@@ -83,6 +91,10 @@ class Script:
 
     def frame(self, client: str, session: int, frame: dict[str, Any]) -> Script:
         return self._add(client, session, "in", frame)
+
+    def reset(self, client: str, session: int, channel: str, head: int, epoch: str) -> Script:
+        frame = {"type": "reset", "channel": channel, "head": head, "epoch": epoch}
+        return self._add(client, session, "in", dict(frame, reason="epoch_changed"))
 
     def close(self, client: str, session: int) -> Script:
         return self._add(client, session, "close", {"code": 1006, "reason": "cut"})
@@ -386,3 +398,177 @@ def test_violations_are_listed_store_first_then_in_record_order() -> None:
         ("not_delivered", "bob", 1),
         ("not_delivered", "bob", 4),
     ]
+
+
+# -- several clients per user ----------------------------------------------------------------
+
+
+def test_a_join_on_one_device_is_owed_to_the_others() -> None:
+    """bob#2 joins #eng; bob#1 hears ``joined`` (no id) and is owed #eng from then on."""
+    s = Script().hello("bob#1", 1).welcome("bob#1", 1, general=0)
+    s.hello("bob#2", 1).welcome("bob#2", 1, general=0)
+    s.at(1.0).frame(
+        "bob#2", 1, {"type": "joined", "id": "j1", "channel": "eng", "head": 5, "epoch": "e1"}
+    )
+    s.frame("bob#1", 1, {"type": "joined", "channel": "eng", "head": 5, "epoch": "e1"})
+    s.at(1.5).post("bob#2", 1, "bob.2-p1", "eng", "m6").ack("bob#2", 1, "bob.2-p1", "eng", 6)
+    s.msg("bob#2", 1, "eng", 6, user="bob")
+    report = check(s.recording, stored("eng", *range(1, 7), user="bob", ts=1.5), end_t=9.0)
+    v = only(report, "not_delivered")
+    assert (v.client, v.user, v.channel, v.seq) == ("bob#1", "bob", "eng", 6)
+    assert "bob#1 (session 1)" in v.detail
+
+
+def test_posts_of_two_devices_are_told_apart_by_id() -> None:
+    s = Script().hello("bob#1", 1).welcome("bob#1", 1, general=0)
+    s.hello("bob#2", 1).welcome("bob#2", 1, general=0)
+    s.at(1.0).post("bob#1", 1, "bob-p1", "general", "m1").ack("bob#1", 1, "bob-p1", "general", 1)
+    s.post("bob#2", 1, "bob.2-p1", "general", "m2").ack("bob#2", 1, "bob.2-p1", "general", 2)
+    for client in ("bob#1", "bob#2"):
+        s.msg(client, 1, "general", 1, user="bob").msg(client, 1, "general", 2, user="bob")
+    report = check(s.recording, stored("general", 1, 2, user="bob", ts=1.0), end_t=9.0)
+    assert report.ok, report.render()
+    assert report.posts_acked == 2
+
+
+# -- epochs ----------------------------------------------------------------------------------
+
+
+def epoch_store(old: dict[str, Any], new: dict[str, Any], lost_at: float) -> dict[str, Any]:
+    """check() keywords for #general lost at ``lost_at``: ``old`` (e1) then ``new`` (e2)."""
+    return {
+        "store": new,
+        "epochs": {"general": "e2"},
+        "lost": [LostEpoch("general", "e1", old["general"], lost_at)],
+    }
+
+
+def data_loss_script() -> Script:
+    """alice and bob in #general; the store loses it at 2.0 s; bob's gateway says ``reset``
+    at 2.3 s, alice's at 2.4 s; posting continues from seq 1 in epoch e2."""
+    s = Script().hello("alice#1", 1).welcome("alice#1", 1, general=0)
+    s.hello("bob#1", 1).welcome("bob#1", 1, general=0)
+    for seq in (1, 2):
+        s.at(seq * 0.5).post("alice#1", 1, f"a{seq}", "general", f"m{seq}")
+        s.ack("alice#1", 1, f"a{seq}", "general", seq)
+        s.msg("alice#1", 1, "general", seq).msg("bob#1", 1, "general", seq)
+    s.at(2.3).reset("bob#1", 1, "general", 0, "e2")
+    s.at(2.4).reset("alice#1", 1, "general", 0, "e2")
+    for seq in (1, 2):
+        s.at(3.0 + seq).post("alice#1", 1, f"b{seq}", "general", f"n{seq}")
+        s.ack("alice#1", 1, f"b{seq}", "general", seq)
+        s.msg("alice#1", 1, "general", seq, text=f"n{seq}")
+        s.msg("bob#1", 1, "general", seq, text=f"n{seq}")
+    s.at(9.0)
+    return s
+
+
+def new_epoch(*seqs: int) -> dict[str, Any]:
+    frames = stored("general", *seqs, ts=3.5)
+    for frame in frames["general"]:
+        frame["text"] = f"n{frame['seq']}"
+    return frames
+
+
+def test_epochs_are_judged_apart() -> None:
+    """Seqs restart at 1 after a data loss: no duplicate, no order mismatch between the
+    epochs, acks of the lost epoch found in what it held."""
+    s = data_loss_script()
+    report = check(
+        s.recording, end_t=9.0, **epoch_store(stored("general", 1, 2), new_epoch(1, 2), 2.0)
+    )
+    assert report.ok, report.render()
+    assert report.messages_checked == 4 and report.posts_acked == 4
+    # Read as one numbering (the store alone), the same run looks broken.
+    assert not check(s.recording, new_epoch(1, 2), end_t=9.0).ok
+
+
+def test_each_epoch_is_numbered_on_its_own() -> None:
+    s = data_loss_script()
+    report = check(
+        s.recording, end_t=9.0, **epoch_store(stored("general", 1, 2), new_epoch(2), 2.0)
+    )
+    v = only(report, "store_gap")
+    assert (v.channel, v.seq) == ("general", 1)
+    assert "general (epoch e2) seq 1" in v.detail
+
+
+def test_the_new_epoch_is_owed_from_the_reset() -> None:
+    s = data_loss_script()
+    s.at(6.0).post("alice#1", 1, "b3", "general", "n3").ack("alice#1", 1, "b3", "general", 3)
+    s.msg("alice#1", 1, "general", 3, text="n3")
+    s.at(9.0)
+    report = check(
+        s.recording, end_t=9.0, **epoch_store(stored("general", 1, 2), new_epoch(1, 2, 3), 2.0)
+    )
+    v = only(report, "not_delivered")
+    assert (v.user, v.channel, v.seq) == ("bob", "general", 3)
+    assert "general (epoch e2) seq 3" in v.detail
+
+
+def test_the_old_epoch_is_owed_until_it_was_lost() -> None:
+    """bob never got e1 seq 3 (acked at 0.6 s). Lost at 4.0 s, it was owed: the system had
+    3.4 s to deliver it. Lost at 2.0 s, it was not: the settle time had not passed."""
+    s = Script().hello("alice#1", 1).welcome("alice#1", 1, general=2)
+    s.hello("bob#1", 1).welcome("bob#1", 1, general=2)
+    s.at(0.5).post("alice#1", 1, "a3", "general", "m3")
+    s.at(0.6).ack("alice#1", 1, "a3", "general", 3).msg("alice#1", 1, "general", 3)
+    s.at(4.3).reset("alice#1", 1, "general", 0, "e2").reset("bob#1", 1, "general", 0, "e2")
+    s.at(9.0)
+    old = stored("general", 1, 2, 3, ts=0.1)
+    report = check(s.recording, end_t=9.0, **epoch_store(old, {"general": []}, 4.0))
+    v = only(report, "not_delivered")
+    assert (v.user, v.channel, v.seq) == ("bob", "general", 3)
+    assert "general (epoch e1) seq 3" in v.detail
+    assert check(s.recording, end_t=9.0, **epoch_store(old, {"general": []}, 2.0)).ok
+
+
+def test_members_are_compared_within_one_epoch() -> None:
+    """Two members told the same epoch must agree on each seq, even around a data loss."""
+    s = data_loss_script()
+    s.at(7.0).msg("bob#1", 1, "general", 3, user="carol", text="x")
+    s.msg("alice#1", 1, "general", 3, user="dave", text="y")
+    s.at(9.0)
+    report = check(
+        s.recording, end_t=9.0, **epoch_store(stored("general", 1, 2), new_epoch(1, 2), 2.0)
+    )
+    v = only(report, "order_mismatch")
+    assert (v.user, v.channel, v.seq) == ("alice", "general", 3)
+
+
+def test_rejoining_in_a_new_epoch_restarts_the_seqs() -> None:
+    s = Script().hello("bob#1", 1).welcome("bob#1", 1, general=0)
+    s.at(1.0).msg("bob#1", 1, "general", 1).msg("bob#1", 1, "general", 2)
+    s.at(1.5).frame("bob#1", 1, {"type": "left", "id": "l1", "channel": "general"})
+    s.at(3.0).frame(
+        "bob#1", 1, {"type": "joined", "id": "j1", "channel": "general", "head": 0, "epoch": "e2"}
+    )
+    s.at(3.5).msg("bob#1", 1, "general", 1, text="n1")
+    report = check(
+        s.recording, end_t=4.0, **epoch_store(stored("general", 1, 2), new_epoch(1), 2.0)
+    )
+    assert report.ok, report.render()
+    s.at(3.6).msg("bob#1", 1, "general", 1, text="n1")
+    report = check(
+        s.recording, end_t=4.0, **epoch_store(stored("general", 1, 2), new_epoch(1), 2.0)
+    )
+    assert only(report, "duplicate").seq == 1
+
+
+def test_a_resume_into_a_new_epoch_starts_at_the_reset_head() -> None:
+    """bob comes back with last_seen 2 of e1; the channel is now e2 at head 4: the gateway
+    sends ``reset`` and bob is owed e2 from seq 5."""
+    s = Script().at(5.0).hello("bob#1", 1, {"general": 2}, {"general": "e1"})
+    s.welcome("bob#1", 2, epoch="e2", general=4).reset("bob#1", 2, "general", 4, "e2")
+    s.at(5.5).msg("bob#1", 2, "general", 5, text="n5")
+    report = check(
+        s.recording,
+        end_t=9.0,
+        **epoch_store(stored("general", 1, 2), new_epoch(1, 2, 3, 4, 5), 3.0),
+    )
+    assert report.ok, report.render()
+
+
+def test_a_lost_epoch_needs_the_epoch_names() -> None:
+    with pytest.raises(ValueError, match="epoch names"):
+        check(Recording(), {}, lost=[LostEpoch("general", "e1", (), 1.0)])

@@ -12,6 +12,7 @@ import pytest
 
 from labkit.lab.sim import SimConfig, explore, run
 from labkit.lab.sim.clock import Scheduler
+from labkit.lab.sim.scenario import DATA_LOSS, make_schedule
 from labkit.lab.sim.schedules import mixed_faults
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,7 @@ def test_replay_does_not_depend_on_the_hash_seed() -> None:
     code = (
         "import hashlib; from labkit.lab.sim import run, SimConfig;"
         "r = run(5, SimConfig(bus_loss=0.2, bus_reorder=0.1, crashes=1, partitions=1, cuts=2,"
-        " membership_changes=3));"
+        " membership_changes=3, devices=2, data_losses=1));"
         "print(hashlib.sha256((r.recording.to_jsonl() + '\\n'.join(r.log)).encode()).hexdigest())"
     )
     digests = set()
@@ -164,6 +165,60 @@ def test_every_fault_kind_is_injected_and_survived() -> None:
     assert max(r.session for r in result.recording.records) >= 2
 
 
+def test_several_devices_per_user() -> None:
+    """Each device is its own connection, recorded under its user; a join or leave made on one
+    device reaches the user's other devices as ``joined``/``left`` without an id."""
+    config = SimConfig(users=3, devices=3, gateways=3, cuts=4, membership_changes=12)
+    result = run(6, config)
+    assert result.report.ok, result.report.render()
+    records = result.recording.records
+    assert {r.client for r in records} == {f"u{u}#{d}" for u in range(3) for d in (1, 2, 3)}
+    assert all(r.client.startswith(f"{r.user}#") for r in records)
+    welcomes = [r for r in records if r.frame.get("type") == "welcome"]
+    assert len({r.frame["gateway"] for r in welcomes if r.user == "u0"}) > 1
+    relayed = [
+        r for r in records if r.frame.get("type") in ("joined", "left") and "id" not in r.frame
+    ]
+    assert relayed, "no membership change reached another device"
+    posters = {r.client for r in records if r.frame.get("type") == "post"}
+    assert len(posters) > 3  # posts come from several devices of each user
+    senders: dict[tuple[str, str], set[str]] = {}
+    for r in records:
+        if r.frame.get("type") == "post":
+            senders.setdefault((r.user, r.frame["id"]), set()).add(r.client)
+    assert all(len(clients) == 1 for clients in senders.values())  # ids unique per user
+
+
+def test_data_loss_starts_a_new_epoch() -> None:
+    """The store loses channels; the gateways notice at a head check and send ``reset``
+    (``epoch_changed``); posting goes on from seq 1 and the checker judges each epoch."""
+    config = SimConfig(data_losses=3, bus_loss=0.1, cuts=2, crashes=1)
+    result = run(3, config)
+    assert result.report.ok, result.report.render()
+    assert result.faults["data_loss"] == 3
+    assert result.lost and result.stats["gateway_resets"] > 0
+    resets = [r.frame for r in result.recording.records if r.frame.get("type") == "reset"]
+    assert resets and all(f["reason"] == "epoch_changed" for f in resets)
+    for channel, epoch in result.epochs.items():
+        seqs = [f["seq"] for f in result.store[channel]]
+        assert seqs == list(range(1, len(seqs) + 1))
+        if epoch != "e1":
+            assert any(r["channel"] == channel and r["epoch"] == epoch for r in resets)
+    assert result.report.messages_checked == sum(len(v) for v in result.store.values()) + sum(
+        len(lost.frames) for lost in result.lost
+    )
+    text = "\n".join(result.log)
+    assert "store: lost #" in text
+
+
+def test_data_losses_fall_in_their_window() -> None:
+    config = SimConfig(data_losses=20, data_loss_from_s=10.0)
+    losses = [e for e in make_schedule(config, 1).events if e.kind == DATA_LOSS]
+    assert len(losses) == 20
+    assert all(10.0 <= e.t <= config.duration_s - config.quiet_s for e in losses)
+    assert {e.target for e in losses} <= set(range(len(config.channels) + 1))
+
+
 def test_unknown_variant_is_refused() -> None:
     with pytest.raises(ValueError, match="no_bus_repair"):
         SimConfig(variant="nope")
@@ -207,8 +262,18 @@ def test_1000_seeded_schedules_keep_every_guarantee() -> None:
         f"labkit.lab.sim.run({summary.first_failing_seed}, mixed({summary.first_failing_seed}))\n"
         + failure.report.render()
     )
-    for kind in ("bus_loss", "bus_dup", "bus_reorder", "partition", "crash", "cut", "reconnect"):
+    for kind in (
+        "bus_loss",
+        "bus_dup",
+        "bus_reorder",
+        "partition",
+        "crash",
+        "cut",
+        "reconnect",
+        "data_loss",
+    ):
         assert summary.faults.get(kind, 0) > 0, (kind, summary.faults)
+    assert {mixed(seed).devices for seed in range(1000)} == {1, 2, 3}
     assert summary.messages_checked > 45_000
     assert summary.wall_s < 60
     assert ":valid? true" in summary.render()

@@ -6,7 +6,8 @@ The checker never looks inside a client or a gateway. It reads two things after 
 
 - the :class:`~labkit.core.records.Recording`: every frame each client sent (``out``) and received
   (``in``), and when each connection became usable (``open``) and ended (``close``);
-- the *store*: for each channel, the ``message`` frames stored, as read back after the run.
+- the *store*: for each channel, the ``message`` frames stored, as read back after the run,
+  and, when a data loss gave a channel a new epoch, what it held under each earlier epoch.
 
 The real clients, the simulated clients and a student's own client all write the same records,
 so one checker judges them all. It replays the records in order, keeping for every *session*
@@ -18,13 +19,31 @@ event                                      resume point of the channel
 =========================================  =====================================
 ``welcome``, channel in the hello's        ``last_seen + 1`` (the hello is the
 ``last_seen``                              client's latest one before the welcome)
-``welcome``, otherwise                     ``head + 1``
+``welcome``, otherwise (or the hello's      ``head + 1``
+epoch differs from the welcome's)
 ``reset``                                  ``head + 1`` (the numbering may restart)
 ``joined`` (with or without ``id``)        ``head + 1``
 ``left``                                   tracking ends
 =========================================  =====================================
 
-and reports each broken guarantee as a :class:`Violation` whose ``detail`` is a plain sentence
+Epochs
+------
+Seqs count within an *epoch* of a channel: a data loss (a Redis restart without persistence)
+starts the channel again at seq 1 under a new epoch, and the gateways tell every member with a
+``reset`` (``epoch_changed``). The checker keeps, for every session and channel, the epoch the
+session was last told (``welcome``, ``joined``, ``reset``) and judges each message as a seq of
+that epoch: a ``reset`` into a new epoch ends the session's stretch of the old one (nothing of
+the old epoch is owed after it, nor after the moment the epoch was lost) and starts a stretch of
+the new one. Receipts are compared across members per (channel, epoch, seq), and each log
+(channel, epoch) of the store is checked for 1..N on its own. An ``ack`` names no epoch: it is
+matched to the epoch holding its post under its seq (guarantee 4 asks that an acked post was
+stored; without persistence nothing promises that it outlives a data loss).
+
+To judge epochs apart, :func:`check` needs the current epoch of each channel (``epochs``) and
+the epochs lost before (``lost``, a :class:`LostEpoch` each, which the simulator keeps). Given
+the store alone, it reads one log per channel, as for a run without data loss.
+
+ whose ``detail`` is a plain sentence
 naming the client, user, channel and seq:
 
 ``store_gap`` / ``store_duplicate``
@@ -78,10 +97,10 @@ from labkit.core.stats import percentile
 from labkit.lab.checker.delivery import check_delivered, check_same_order
 from labkit.lab.checker.gather import Receipt, gather
 from labkit.lab.checker.report import KINDS, MAX_SHOWN_PER_KIND, Report, Violation
-from labkit.lab.checker.store import check_acked, check_store
+from labkit.lab.checker.store import LostEpoch, check_acked, check_store
 from labkit.lab.checker.streams import check_streams
 
-__all__ = ["KINDS", "MAX_SHOWN_PER_KIND", "Report", "Violation", "check"]
+__all__ = ["KINDS", "MAX_SHOWN_PER_KIND", "LostEpoch", "Report", "Violation", "check"]
 
 
 def check(
@@ -92,21 +111,28 @@ def check(
     bus_messages: int | None = None,
     settle_s: float = 2.0,
     end_t: float | None = None,
+    epochs: Mapping[str, str] | None = None,
+    lost: Sequence[LostEpoch] = (),
 ) -> Report:
     """Check ``recording`` against ``store`` (channel → stored ``message`` frames).
 
     ``end_t`` is when the run stopped, for sessions still open at the end (default: the last
     record's time). A message is owed to a session only if it was acked (or, never acked,
-    stored with ``ts``) at least ``settle_s`` before the session ended.
+    stored with ``ts``) at least ``settle_s`` before the session ended. ``epochs`` names the
+    epoch of each channel's frames in ``store`` and ``lost`` lists the epochs data losses
+    ended (see "Epochs" above); a lost epoch's channel must be named in ``epochs``.
     """
-    stored, violations = check_store(store)
+    stored, violations = check_store(store, epochs, lost)
     found = gather(recording)
     stop_t = end_t if end_t is not None else found.last_t
     sessions, in_streams = check_streams(list(found.streams.values()), stop_t)
-    in_order = sorted(in_streams + check_same_order(found.receipts), key=lambda f: f[0])
+    epoch_at = {i: e for sess in sessions for i, e in sess.epoch_at.items()}
+    in_order = sorted(in_streams + check_same_order(found.receipts, epoch_at), key=lambda f: f[0])
     violations += [v for _, v in in_order]
-    violations += check_acked(found.acks, found.posts, stored)
-    violations += check_delivered(sessions, stored, found.acks.values(), settle_s)
+    acked, ack_logs = check_acked(found.acks, found.posts, stored)
+    violations += acked
+    matched = [(ack, ack_logs[key]) for key, ack in found.acks.items() if key in ack_logs]
+    violations += check_delivered(sessions, stored, matched, settle_s)
     posts_acked = len(found.acks)
     return Report(
         violations=violations,

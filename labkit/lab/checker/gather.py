@@ -36,6 +36,8 @@ class Event:
     """For a ``welcome``: the ``last_seen`` of the hello it answers, the client's latest one
     (the live client numbers a session at its welcome, so its hello carries the previous
     session number, and the hello is found by client, not by session)."""
+    epochs: Mapping[str, str] = field(default_factory=dict)
+    """For a ``welcome``: the ``epochs`` of that hello."""
 
 
 @dataclass(slots=True)
@@ -72,6 +74,8 @@ class Ack(NamedTuple):
     seq: int
     t: float
     post_id: str
+    ts: float | None = None
+    """The ack's ``ts``: when the seq was assigned (it tells epochs apart)."""
 
 
 @dataclass(slots=True)
@@ -89,8 +93,9 @@ class Gathered:
     """``message`` frames received, with or without a seq."""
     last_t: float = 0.0
     """The latest record's time."""
-    hellos: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Client → ``last_seen`` of its latest hello not yet answered by a welcome."""
+    hellos: dict[str, tuple[dict[str, int], dict[str, str]]] = field(default_factory=dict)
+    """Client → ``last_seen`` and ``epochs`` of its latest hello not yet answered by a
+    welcome."""
 
 
 def gather(recording: Recording) -> Gathered:
@@ -127,8 +132,8 @@ def _gather_in(found: Gathered, stream: Stream, index: int, record: FrameRecord)
         found.receipts.append(receipt)
         stream.events.append(Event(index, record.t, ftype, frame))
     elif ftype == "welcome":
-        last_seen = found.hellos.pop(record.client, {})
-        stream.events.append(Event(index, record.t, ftype, frame, last_seen))
+        last_seen, epochs = found.hellos.pop(record.client, ({}, {}))
+        stream.events.append(Event(index, record.t, ftype, frame, last_seen, epochs))
     elif isinstance(ftype, str) and ftype in STREAM_FRAMES:
         stream.events.append(Event(index, record.t, ftype, frame))
     elif ftype == "ack":
@@ -138,18 +143,22 @@ def _gather_in(found: Gathered, stream: Stream, index: int, record: FrameRecord)
             ack_key = (record.user, post_id)
             if ack_key not in found.acks:
                 channel = str(frame.get("channel"))
-                found.acks[ack_key] = Ack(record.client, channel, seq, record.t, post_id)
+                ts = as_num(frame.get("ts"))
+                found.acks[ack_key] = Ack(record.client, channel, seq, record.t, post_id, ts)
 
 
 def _gather_out(found: Gathered, record: FrameRecord) -> None:
     frame = record.frame
     ftype = frame.get("type")
     if ftype == "hello":
-        last_seen = frame.get("last_seen")
+        last_seen, epochs = frame.get("last_seen"), frame.get("epochs")
         found.hellos[record.client] = (
             {str(c): s for c, s in last_seen.items() if as_int(s) is not None}
             if isinstance(last_seen, Mapping)
-            else {}
+            else {},
+            {str(c): e for c, e in epochs.items() if isinstance(e, str)}
+            if isinstance(epochs, Mapping)
+            else {},
         )
     elif ftype == "post":
         post_id = as_str(frame.get("id"))

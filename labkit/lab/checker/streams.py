@@ -5,6 +5,11 @@ is replayed on its own. The replay keeps, per channel the session tracks, the *r
 (the first seq it is owed, PROTOCOL.md, "Guarantees", 3) and the stretches (:class:`Segment`)
 during which it tracked the channel; the delivery phase later asks which stored seqs each
 stretch should have received.
+
+Each stretch belongs to one *epoch* of its channel, the one the session was last told
+(``welcome``, ``joined``, ``reset``): a ``reset`` into a new epoch ends the stretch and starts
+another from the new ``head + 1``, and every message received is counted in the session's
+current epoch of its channel, since seqs restart at 1 in a new epoch.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class Segment:
     start_t: float
     end_t: float | None = None
     how: str = "connected"
+    epoch: str | None = None
+    """The channel's epoch during the stretch, as the session was told it."""
 
 
 @dataclass(slots=True)
@@ -45,6 +52,12 @@ class Session:
     """Per channel: seq → when it arrived (forgotten at a ``reset``)."""
     top: dict[str, int] = field(default_factory=dict)
     closed: bool = False
+    epochs: dict[str, str | None] = field(default_factory=dict)
+    """Per channel: the epoch the session was last told."""
+    got: dict[tuple[str, str | None], set[int]] = field(default_factory=dict)
+    """Per (channel, epoch): every seq received under it (kept across resets)."""
+    epoch_at: dict[int, str | None] = field(default_factory=dict)
+    """Recording index of each ``message`` received → the epoch it was received under."""
 
     @property
     def name(self) -> str:
@@ -52,7 +65,7 @@ class Session:
 
     def track(self, channel: str, start_seq: int, t: float, how: str) -> None:
         self.expected[channel] = start_seq
-        seg = Segment(channel, start_seq, t, how=how)
+        seg = Segment(channel, start_seq, t, how=how, epoch=self.epochs.get(channel))
         self.open_segments[channel] = seg
         self.segments.append(seg)
 
@@ -94,14 +107,20 @@ def _replay(sess: Session, event: Event) -> list[Violation]:
     if event.type == "message":
         seq = as_int(frame.get("seq"))
         if seq is not None:
-            return _on_message(sess, str(frame.get("channel")), seq, t)
+            channel = str(frame.get("channel"))
+            epoch = sess.epochs.get(channel)
+            sess.epoch_at[event.index] = epoch
+            sess.got.setdefault((channel, epoch), set()).add(seq)
+            return _on_message(sess, channel, seq, t)
     elif event.type == "welcome":
-        _on_welcome(sess, frame.get("channels"), event.last_seen, t)
+        _on_welcome(sess, frame.get("channels"), event.last_seen, event.epochs, t)
     elif event.type == "reset":
-        _on_reset(sess, str(frame.get("channel")), as_int(frame.get("head")), t)
+        channel, epoch = str(frame.get("channel")), frame.get("epoch")
+        _on_reset(sess, channel, as_int(frame.get("head")), _name(epoch), t)
     elif event.type == "joined":
         channel, head = str(frame.get("channel")), as_int(frame.get("head"))
         if head is not None and channel not in sess.open_segments:
+            _enter_epoch(sess, channel, _name(frame.get("epoch")))
             sess.track(channel, head + 1, t, "a member")
     elif event.type == "left":
         sess.untrack(str(frame.get("channel")), t)
@@ -110,33 +129,62 @@ def _replay(sess: Session, event: Event) -> list[Violation]:
     return []
 
 
-def _on_welcome(sess: Session, channels: object, last_seen: Mapping[str, int], t: float) -> None:
-    """Guarantee 3: a resumed channel is owed from ``last_seen + 1``, any other from the
-    welcome's ``head + 1``."""
+def _name(epoch: object) -> str | None:
+    return epoch if isinstance(epoch, str) else None
+
+
+def _enter_epoch(sess: Session, channel: str, epoch: str | None) -> None:
+    """The session is told ``channel``'s epoch: in a new one, seqs start again (guarantee 2
+    holds per epoch)."""
+    if epoch is not None and epoch != sess.epochs.get(channel, epoch):
+        sess.received.pop(channel, None)
+        sess.top.pop(channel, None)
+    if epoch is not None or channel not in sess.epochs:
+        sess.epochs[channel] = epoch
+
+
+def _on_welcome(
+    sess: Session,
+    channels: object,
+    last_seen: Mapping[str, int],
+    epochs: Mapping[str, str],
+    t: float,
+) -> None:
+    """Guarantee 3: a resumed channel is owed from ``last_seen + 1``, any other (or one whose
+    epoch changed since the hello's, which a ``reset`` follows) from the welcome's
+    ``head + 1``."""
     if not isinstance(channels, Mapping):
         return
     for channel in sorted(channels):
         info = channels[channel]
         head = as_int(info.get("head")) if isinstance(info, Mapping) else None
-        if channel in last_seen:
+        epoch = _name(info.get("epoch")) if isinstance(info, Mapping) else None
+        sess.epochs[channel] = epoch
+        same_epoch = channel not in epochs or epoch is None or epochs[channel] == epoch
+        if channel in last_seen and same_epoch:
             sess.track(channel, last_seen[channel] + 1, t, "connected")
         elif head is not None:
             sess.track(channel, head + 1, t, "connected")
 
 
-def _on_reset(sess: Session, channel: str, head: int | None, t: float) -> None:
-    """A new numbering (or a gap-fill refused): the channel is owed from ``head + 1`` and what
-    the session received before no longer counts (guarantee 3)."""
+def _on_reset(sess: Session, channel: str, head: int | None, epoch: str | None, t: float) -> None:
+    """A gap-fill refused, or a new numbering: the channel is owed from ``head + 1`` and what
+    the session received before no longer counts for guarantee 2. In a new epoch, the stretch
+    of the old one ends here (its messages are owed no more) and a new stretch starts."""
     if head is None:
         return
     sess.received.pop(channel, None)
     sess.top.pop(channel, None)
     seg = sess.open_segments.get(channel)
-    if seg is not None:
+    new_epoch = epoch is not None and epoch != sess.epochs.get(channel)
+    if seg is not None and not new_epoch:
         seg.start_seq = head + 1
         sess.expected[channel] = head + 1
-    else:
-        sess.track(channel, head + 1, t, "connected")
+        return
+    if seg is not None:
+        sess.untrack(channel, t)
+    _enter_epoch(sess, channel, epoch)
+    sess.track(channel, head + 1, t, "connected")
 
 
 def _on_message(sess: Session, channel: str, seq: int, t: float) -> list[Violation]:

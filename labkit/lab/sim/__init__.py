@@ -12,15 +12,16 @@ frame, so a lost message and its repair can be shown again and again.
 
 Faults (:class:`SimConfig`): bus loss, duplication and reordering (per subscriber copy),
 gateways cut off from the bus and healed, gateway crashes and restarts (clients reconnect to the
-next gateway with backoff and resume from ``last_seen``), client connection cuts, and joins and
-leaves. Every client records its frames exactly like the live client
+next gateway with backoff and resume from ``last_seen``), client connection cuts, joins and
+leaves (relayed to the user's other devices), and data losses that give a channel a new epoch.
+Every client records its frames exactly like the live client
 (:class:`~labkit.core.records.FrameRecord`), and :func:`labkit.lab.checker.check` judges the run.
 
 API
 ---
 ``SimConfig(users=5, gateways=3, channels=("general", "random", "eng"), posts=200,
 bus_loss=0.0, bus_dup=0.0, bus_reorder=0.0, bus_delay_ms=(1, 5), crashes=0, partitions=0,
-cuts=0, variant=None, duration_s=20.0, membership_changes=0, ...)``
+cuts=0, variant=None, duration_s=20.0, membership_changes=0, devices=1, data_losses=0, ...)``
     What to simulate. ``variant`` swaps in one weaker design from
     :data:`labkit.lab.variants.VARIANTS` (an unknown name raises ``ValueError``).
 
@@ -28,7 +29,8 @@ cuts=0, variant=None, duration_s=20.0, membership_changes=0, ...)``
     One run. ``SimResult`` holds ``seed``, ``config``, ``recording`` (every client's
     :class:`~labkit.core.records.Recording`), ``store`` (channel → stored message frames),
     ``faults`` (counts by kind: ``bus_loss``, ``bus_dup``, ``bus_reorder``, ``partition``,
-    ``partition_drop``, ``crash``, ``cut``, ``reconnect``, ``membership``),
+    ``partition_drop``, ``crash``, ``cut``, ``reconnect``, ``data_loss``), ``epochs`` and
+    ``lost`` (each channel's current epoch, and what each epoch a data loss ended held),
     ``bus_messages``, ``deliveries``, ``log`` (lines stamped with virtual time), ``report``
     (the checker's :class:`~labkit.lab.checker.Report`), ``wall_s``, ``presence`` (every presence
     transition) and ``deliveries_per_s``.

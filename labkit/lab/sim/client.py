@@ -14,8 +14,10 @@ Theory of operation
   of the list (the real client's formula, with the same defaults);
 - it pings every ``heartbeat_s / 2`` seconds.
 
-Records are stamped with virtual time, so the checker reads a simulated run exactly like a live
-one.
+A user may have several clients (``SimConfig.devices``): ``u0#1``, ``u0#2``, … each with its own
+connection, :class:`~labkit.core.client_state.ClientState` and post ids, all recorded under the
+user. Records are stamped with virtual time, so the checker reads a simulated run exactly like a
+live one.
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ Frame = dict[str, Any]
 
 
 class SimClient:
-    """One user's client."""
+    """One client (device) of one user."""
 
-    def __init__(self, world: World, user: str, first_gateway: int) -> None:
+    def __init__(self, world: World, user: str, first_gateway: int, device: int = 1) -> None:
         self.world = world
         self.user = user
-        self.name = f"{user}#1"
+        self.name = f"{user}#{device}"
+        self.tag = user if device == 1 else f"{user}.{device}"
+        """Prefix of the post and request ids: unique per user, as the protocol asks."""
         self.state = ClientState()
         self.session = 0
         self.conn: SimConn | None = None
@@ -198,12 +202,12 @@ class SimClient:
         self._ids += 1
         self.posts += 1
         world.tally("posts")
-        post_id = f"{self.user}-p{self._ids}"
+        post_id = f"{self.tag}-p{self._ids}"
         frame = {
             "type": "post",
             "id": post_id,
             "channel": channel,
-            "text": f"{self.user} #{self._ids} in {channel}",
+            "text": f"{self.tag} #{self._ids} in {channel}",
         }
         self.pending_posts[post_id] = frame
         if self.welcomed:
@@ -218,7 +222,7 @@ class SimClient:
         mine = sorted(self.state.last_seen)
         others = [ch for ch in world.config.channels if ch not in self.state.last_seen]
         self._ids += 1
-        request_id = f"{self.user}-r{self._ids}"
+        request_id = f"{self.tag}-r{self._ids}"
         if mine and (not others or rng.random() < 0.5):
             frame = {
                 "type": "leave",

@@ -10,7 +10,7 @@ from typing import Any
 
 from labkit.core.presence import ONLINE, Transition
 from labkit.core.records import Recording
-from labkit.lab.checker import Report, check
+from labkit.lab.checker import LostEpoch, Report, check
 from labkit.lab.sim.client import SimClient
 from labkit.lab.sim.clock import Scheduler
 from labkit.lab.sim.gateway import SimGateway
@@ -18,6 +18,7 @@ from labkit.lab.sim.network import Latency, SimBus
 from labkit.lab.sim.scenario import (
     CRASH,
     CUT,
+    DATA_LOSS,
     MEMBERSHIP,
     PARTITION,
     POST,
@@ -64,7 +65,13 @@ class World:
         self.presence = self.design.make_presence(config.heartbeat_s)
         self.presence_log: list[Transition] = []
         self.gateways = [SimGateway(self, f"gw-{i + 1}") for i in range(config.gateways)]
-        self.clients = [SimClient(self, user, i) for i, user in enumerate(self.users)]
+        devices = config.devices
+        self.clients = [
+            SimClient(self, user, i * devices + d, d + 1)
+            for i, user in enumerate(self.users)
+            for d in range(devices)
+        ]
+        """User-major: ``u0#1``, ``u0#2``, …, ``u1#1``, … (each starts on its own gateway)."""
 
     # -- helpers the nodes use ----------------------------------------------------------------
 
@@ -123,6 +130,16 @@ class World:
                 client.cut()
         elif event.kind == MEMBERSHIP:
             self.clients[event.target].change_membership()
+        elif event.kind == DATA_LOSS:
+            self._lose_data(event.target)
+
+    def _lose_data(self, target: int) -> None:
+        channels = self.config.channels
+        lost = list(channels) if target >= len(channels) else [channels[target]]
+        self.count("data_loss")
+        epochs = self.store.lose(lost, self.sched.now)
+        for channel, epoch in zip(lost, epochs, strict=True):
+            self.say("store", f"lost #{channel}: new epoch {epoch}, head 0")
 
     def _heal(self, gateway: SimGateway) -> None:
         self.bus.heal(gateway.name)
@@ -138,6 +155,7 @@ class SimResult:
     config: SimConfig
     recording: Recording
     store: dict[str, list[dict[str, Any]]]
+    """Channel → the frames stored in its current epoch."""
     faults: dict[str, int]
     bus_messages: int
     deliveries: int
@@ -153,6 +171,10 @@ class SimResult:
     """Posts attempted and skipped, joins and leaves, gateway counters."""
     events: int = 0
     """Timers run by the scheduler."""
+    epochs: dict[str, str] = field(default_factory=dict)
+    """Channel → its current epoch (the one ``store`` holds)."""
+    lost: list[LostEpoch] = field(default_factory=list)
+    """The epochs data losses ended, with what the store held under each."""
 
     @property
     def ok(self) -> bool:
@@ -205,6 +227,8 @@ def run(seed: int, config: SimConfig = _DEFAULT) -> SimResult:
     world.run()
     wall = time.perf_counter() - started
     store = world.store.snapshot()
+    epochs = world.store.epoch_names()
+    lost = list(world.store.lost)
     faults = dict(sorted(world.faults.items()))
     checked = time.perf_counter()
     report = check(
@@ -214,6 +238,8 @@ def run(seed: int, config: SimConfig = _DEFAULT) -> SimResult:
         bus_messages=world.bus.messages,
         settle_s=config.settle_s,
         end_t=config.duration_s,
+        epochs=epochs,
+        lost=lost,
     )
     return SimResult(
         seed=seed,
@@ -230,6 +256,8 @@ def run(seed: int, config: SimConfig = _DEFAULT) -> SimResult:
         presence=world.presence_log,
         stats=_stats(world),
         events=world.sched.events,
+        epochs=epochs,
+        lost=lost,
     )
 
 

@@ -17,6 +17,7 @@ CRASH = "crash"
 PARTITION = "partition"
 CUT = "cut"
 MEMBERSHIP = "membership"
+DATA_LOSS = "data_loss"
 
 
 @dataclass
@@ -24,6 +25,10 @@ class SimConfig:
     """Everything a run can be tuned with; every field has a teaching-friendly default."""
 
     users: int = 5
+    devices: int = 1
+    """Clients per user (``u0#1``, ``u0#2``, …), each its own connection, possibly to another
+    gateway, recorded under the same user. Posts, cuts and membership changes pick a random
+    client; a join or leave made on one device reaches the user's others as ``joined``/``left``."""
     gateways: int = 3
     channels: tuple[str, ...] = ("general", "random", "eng")
     posts: int = 200
@@ -47,6 +52,16 @@ class SimConfig:
     """Virtual seconds; posts and faults stop ``quiet_s`` before the end."""
     membership_changes: int = 0
     """Joins and leaves by random users."""
+    data_losses: int = 0
+    """Times the store loses data, as a Redis restart without persistence does: one random
+    channel's history, head and post ids (or, one time in ``len(channels) + 1``, every
+    channel's) are gone, and the channel starts again at seq 1 under a new epoch. Gateways
+    notice the new epoch at their next head check and send ``reset`` (``epoch_changed``)."""
+    data_loss_from_s: float = 1.0
+    """Data losses fall at random times from here to the end of the faults. Until its next
+    head check a gateway delivers a new epoch's messages as if they continued the old one, which
+    two members can see as different messages under one seq when a channel is lost while its
+    head is low (docs/reliability.md); a later start keeps that case out."""
     net_delay_ms: tuple[float, float] = (0.5, 2.0)
     """Client ↔ gateway latency."""
     store_delay_ms: tuple[float, float] = (0.1, 0.5)
@@ -69,18 +84,27 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         check_variant(self.variant)
-        if self.users < 1 or self.gateways < 1 or not self.channels:
-            raise ValueError("a simulation needs at least one user, gateway and channel")
+        if self.users < 1 or self.gateways < 1 or not self.channels or self.devices < 1:
+            raise ValueError("a simulation needs at least one user, device, gateway and channel")
         if self.duration_s <= self.quiet_s + 1.0:
             raise ValueError(f"duration_s must exceed quiet_s + 1 s, got {self.duration_s!r}")
-        for name in ("posts", "crashes", "partitions", "cuts", "membership_changes"):
+        for name in (
+            "posts",
+            "crashes",
+            "partitions",
+            "cuts",
+            "membership_changes",
+            "data_losses",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One scheduled thing: ``kind`` at ``t`` on ``target`` (a user or gateway index)."""
+    """One scheduled thing: ``kind`` at ``t`` on ``target``: a client index (user-major, so
+    ``users × devices`` of them), a gateway index, or for a data loss a channel index (the
+    number of channels meaning all of them)."""
 
     t: float
     kind: str
@@ -92,7 +116,7 @@ class Event:
 @dataclass
 class Schedule:
     connects: list[float] = field(default_factory=list)
-    """When each client first connects, by user index."""
+    """When each client first connects, by client index."""
     events: list[Event] = field(default_factory=list)
 
 
@@ -103,10 +127,11 @@ def make_schedule(config: SimConfig, seed: int) -> Schedule:
     end = config.duration_s - config.quiet_s
     fault_end = max(start, end - 1.0)
     sched = Schedule()
-    sched.connects = [rng.random() * config.connect_within_s for _ in range(config.users)]
+    clients = config.users * config.devices
+    sched.connects = [rng.random() * config.connect_within_s for _ in range(clients)]
 
-    def when(hi: float) -> float:
-        return start + (hi - start) * rng.random()
+    def when(hi: float, lo: float = start) -> float:
+        return lo + (hi - lo) * rng.random()
 
     def span(bounds: tuple[float, float]) -> float:
         lo, hi = bounds
@@ -114,7 +139,7 @@ def make_schedule(config: SimConfig, seed: int) -> Schedule:
 
     events = sched.events
     for _ in range(config.posts):
-        events.append(Event(when(end), POST, rng.randrange(config.users)))
+        events.append(Event(when(end), POST, rng.randrange(clients)))
     for _ in range(config.crashes):
         events.append(
             Event(when(fault_end), CRASH, rng.randrange(config.gateways), span(config.crash_down_s))
@@ -129,8 +154,16 @@ def make_schedule(config: SimConfig, seed: int) -> Schedule:
             )
         )
     for _ in range(config.cuts):
-        events.append(Event(when(fault_end), CUT, rng.randrange(config.users)))
+        events.append(Event(when(fault_end), CUT, rng.randrange(clients)))
     for _ in range(config.membership_changes):
-        events.append(Event(when(fault_end), MEMBERSHIP, rng.randrange(config.users)))
+        events.append(Event(when(fault_end), MEMBERSHIP, rng.randrange(clients)))
+    for _ in range(config.data_losses):  # drawn last: adding them moves no other event
+        events.append(
+            Event(
+                when(fault_end, min(fault_end, max(start, config.data_loss_from_s))),
+                DATA_LOSS,
+                rng.randrange(len(config.channels) + 1),
+            )
+        )
     events.sort(key=lambda e: (e.t, e.kind, e.target))
     return sched

@@ -12,9 +12,11 @@ from labkit.lab.sim.scenario import SimConfig
 
 def mixed_faults(seed: int) -> SimConfig:
     """A different mix of bus loss, duplication, reordering, partitions, crashes, client cuts
-    and membership changes for each seed."""
+    and membership changes for each seed; one seed in four gives users two or three devices,
+    one in five loses data once (late in the run: see ``SimConfig.data_loss_from_s``)."""
     return SimConfig(
         users=3 + seed % 4,
+        devices=(1, 1, 2, 1, 1, 1, 3, 1)[(seed // 3) % 8],
         gateways=2 + seed % 3,
         posts=50,
         duration_s=10.0,
@@ -25,6 +27,8 @@ def mixed_faults(seed: int) -> SimConfig:
         partitions=(seed // 2) % 3,
         cuts=(seed // 5) % 4,
         membership_changes=seed % 4,
+        data_losses=1 if (seed // 2) % 5 == 1 else 0,
+        data_loss_from_s=4.0,
         log=False,
     )
 

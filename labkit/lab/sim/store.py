@@ -10,6 +10,12 @@ the same guarantee the Lua script gets from Redis. The simulated gateways reach 
 
 The ``read_then_write_sequencer`` variant splits :meth:`append` into :meth:`read_head` and
 :meth:`write_at`, one round trip apart: that split is its bug.
+
+A *data loss* (:meth:`lose`) is a Redis restart without persistence, as
+``labkit.lab.faults`` injects it live: the channel's history, head and post ids are gone and the
+channel starts a new epoch at head 0; memberships are kept (a deployment keeps its directory in a
+durable database). What the channel held under the old epoch is kept aside in :attr:`lost`, for
+the checker only: no gateway can read it any more.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from labkit.core.protocol import Message, encode, frame_to_dict
 from labkit.core.sequencer import MemorySequencer
+from labkit.lab.checker import LostEpoch
 from labkit.lab.variants import ReadThenWriteSequencer
 
 EPOCH = "e1"
@@ -40,9 +47,16 @@ class SimStore:
         *,
         read_then_write: bool = False,
     ) -> None:
-        self.sequencer = MemorySequencer()
-        self.split = ReadThenWriteSequencer() if read_then_write else None
-        self.epoch = EPOCH
+        self.read_then_write = read_then_write
+        """The ``read_then_write_sequencer`` variant: heads read and written in two steps."""
+        self._sequencers: dict[str, MemorySequencer] = {}
+        """One head counter per channel, so that a data loss can start a channel's over."""
+        self._splits: dict[str, ReadThenWriteSequencer] = {}
+        self.epochs: dict[str, str] = {}
+        """Channel → its current epoch (:data:`EPOCH` until a data loss)."""
+        self._epochs_made = 1
+        self.lost: list[LostEpoch] = []
+        """Every epoch a data loss ended, with what the store held under it then."""
         self.logs: dict[str, list[dict[str, Any]]] = {}
         self._raws: dict[str, list[tuple[int, str]]] = {}
         """Each channel's ``(seq, encoded frame)`` pairs, as the Redis store returns them."""
@@ -61,14 +75,29 @@ class SimStore:
 
     # -- messages ---------------------------------------------------------------------------
 
+    def _sequencer(self, channel: str) -> MemorySequencer:
+        sequencer = self._sequencers.get(channel)
+        if sequencer is None:
+            sequencer = self._sequencers[channel] = MemorySequencer()
+        return sequencer
+
+    def _split(self, channel: str) -> ReadThenWriteSequencer:
+        split = self._splits.get(channel)
+        if split is None:
+            split = self._splits[channel] = ReadThenWriteSequencer()
+        return split
+
     def head(self, channel: str) -> int:
-        if self.split is not None:
-            return self.split.head(channel)
-        return self.sequencer.head(channel)
+        if self.read_then_write:
+            return self._split(channel).head(channel)
+        return self._sequencer(channel).head(channel)
+
+    def epoch(self, channel: str) -> str:
+        return self.epochs.get(channel, EPOCH)
 
     def states(self, channels: Iterable[str]) -> dict[str, tuple[int, str]]:
         """``channel → (head, epoch)``, as ``Store.states`` returns them."""
-        return {channel: (self.head(channel), self.epoch) for channel in channels}
+        return {channel: (self.head(channel), self.epoch(channel)) for channel in channels}
 
     def check_post(
         self, channel: str, user: str, post_id: str, text: str
@@ -90,23 +119,23 @@ class SimStore:
         verdict, frame = self.check_post(channel, user, post_id, text)
         if verdict != NEW:
             return verdict, frame
-        seq = self.sequencer.next(channel)
+        seq = self._sequencer(channel).next(channel)
         return NEW, self._store(channel, seq, user, post_id, text, now)
 
     def read_head(self, channel: str) -> int:
         """Variant, step 1: GET the head (the caller writes head + 1 a round trip later)."""
-        assert self.split is not None
-        return self.split.read(channel)
+        assert self.read_then_write
+        return self._split(channel).read(channel)
 
     def write_at(
         self, channel: str, seq: int, user: str, post_id: str, text: str, now: float
     ) -> tuple[str, dict[str, Any] | None]:
         """Variant, step 2: SET the head to ``seq`` and store the message under it."""
-        assert self.split is not None
+        assert self.read_then_write
         verdict, frame = self.check_post(channel, user, post_id, text)
         if verdict != NEW:
             return verdict, frame
-        self.split.write(channel, seq)
+        self._split(channel).write(channel, seq)
         return NEW, self._store(channel, seq, user, post_id, text, now)
 
     def _store(
@@ -150,6 +179,33 @@ class SimStore:
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every channel's stored frames, as the checker reads them after a run."""
         return {channel: list(log) for channel, log in self.logs.items()}
+
+    def epoch_names(self) -> dict[str, str]:
+        """Every channel's current epoch: the one :meth:`snapshot` holds."""
+        return {channel: self.epoch(channel) for channel in self.logs}
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def lose(self, channels: Iterable[str], now: float) -> list[str]:
+        """Data loss: each channel's history, head and post ids are gone and it starts a new
+        epoch at head 0. Returns the new epochs, in the order of ``channels``."""
+        made: list[str] = []
+        for channel in channels:
+            self.lost.append(
+                LostEpoch(channel, self.epoch(channel), tuple(self.logs.get(channel, ())), now)
+            )
+            self._epochs_made += 1
+            self.epochs[channel] = epoch = f"e{self._epochs_made}"
+            made.append(epoch)
+            self.logs[channel] = []
+            self._seqs[channel] = []
+            self._raws[channel] = []
+            self._last_ts.pop(channel, None)
+            self._sequencers.pop(channel, None)
+            self._splits.pop(channel, None)
+        gone = set(channels)
+        self._idem = {key: seen for key, seen in self._idem.items() if seen[0] not in gone}
+        return made
 
     # -- membership -------------------------------------------------------------------------
 

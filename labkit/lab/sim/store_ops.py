@@ -74,7 +74,7 @@ def _presence(world: World, transitions: list[Any]) -> list[Any]:
 
 def _append(world: World, who: str, op: ev.Append, reply: Callable[[object], None]) -> None:
     store = world.store
-    if store.split is None:
+    if not store.read_then_write:
         verdict, frame = store.append(op.channel, op.user, op.post_id, op.text, op.now)
         if verdict == NEW and frame is not None:
             world.say(
