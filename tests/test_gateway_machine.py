@@ -160,7 +160,7 @@ def test_welcome_subscribes_before_reading_heads_and_resumes_from_last_seen() ->
     history = [a for a in actions if isinstance(a, ev.Request) and isinstance(a.op, ev.ReadHistory)]
     assert [r.op for r in history] == [ev.ReadHistory("general", 2, 200)]
     page = [(3, message("general", 3)), (4, message("general", 4)), (5, message("general", 5))]
-    actions = h.reply(ev.ReadHistory, page)
+    actions = h.reply(ev.ReadHistory, ("e1", page))
     assert [f["seq"] for f in frames(actions, "c1")] == [3, 4, 5]
     assert h.machine.core.cursor("c1", "general").live  # caught up in the same step
 
@@ -176,7 +176,7 @@ def test_a_seq_jump_on_the_bus_fetches_the_hole_and_a_stale_fetch_is_dropped() -
     # The channel gets a new epoch before the fetch is answered: the answer is stale.
     h.handle(ev.Tick(T0 + 1))
     h.reply(ev.ReadStates, {"general": (0, "e2")})
-    stale = h.reply(ev.ReadRange, [(1, message("general", 1)), (2, message("general", 2))])
+    stale = h.reply(ev.ReadRange, ("e1", [(1, message("general", 1)), (2, message("general", 2))]))
     assert frames(stale) == []
 
 
@@ -236,7 +236,7 @@ def test_a_slow_consumer_is_closed_but_a_paced_gap_fill_is_not() -> None:
     h2.reply(ev.ReadStates, {"general": (300, "e1")})
     h2.reply(ev.ReadStates, {"general": (300, "e1")})
     page = [(s, message("general", s)) for s in range(1, 201)]
-    actions = h2.reply(ev.ReadHistory, page)
+    actions = h2.reply(ev.ReadHistory, ("e1", page))
     assert ev.WatchWritable("c2") in actions
     assert not any(isinstance(a, ev.Close) for a in h2.handle(ev.BufferLevel("c2", 5000, T0)))
     assert not h2.pending(ev.ReadHistory)  # the next page waits for the reader
@@ -287,3 +287,18 @@ def test_typing_goes_to_the_other_members_and_may_be_dropped() -> None:
     typing = p.encode(p.TypingEvent("general", "alice"))
     actions = h.handle(ev.BusMessage(channel_topic("general"), typing, T0))
     assert actions == [ev.Broadcast(("c2",), typing, droppable_above=1024 * 1024 // 4)]
+
+
+def test_a_fetch_answered_from_a_newer_history_is_never_delivered_as_the_old_one() -> None:
+    """The store lost the channel and restarted its seqs under a new epoch before the fetch was
+    answered: those messages are not the old epoch's seq 1 and 2, whatever their numbers say.
+    Nothing is delivered and the heads are read at once (the reset follows from there)."""
+    h = Harness()
+    h.welcome("c1", "alice", {"general": 0})
+    h.handle(ev.BusMessage(channel_topic("general"), message("general", 3), T0))
+    actions = h.reply(ev.ReadRange, ("e2", [(1, message("general", 1, "new epoch"))]))
+    assert frames(actions) == []
+    heads = [a for a in actions if isinstance(a, ev.Request) and isinstance(a.op, ev.ReadStates)]
+    assert [r.op for r in heads] == [ev.ReadStates(("general",))]
+    actions = h.reply(ev.ReadStates, {"general": (1, "e2")})
+    assert [f["type"] for f in frames(actions, "c1")] == ["reset"]

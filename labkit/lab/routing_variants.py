@@ -135,11 +135,10 @@ def routed_builder(mode: str) -> Callable[..., Gateway]:
         clock: Callable[[], float],
         **kwargs: Any,
     ) -> Gateway:
-        gateway = build_gateway(config, make_client, secret, clock=clock, **kwargs)
-        routed = RoutedBus(gateway.bus, broadcast=mode == "broadcast")
-        gateway.bus = routed
-        gateway.messages.bus = routed
-        return gateway
+        def routed(bus: Bus) -> Bus:
+            return RoutedBus(bus, broadcast=mode == "broadcast")
+
+        return build_gateway(config, make_client, secret, clock=clock, bus_wrapper=routed, **kwargs)
 
     return build
 

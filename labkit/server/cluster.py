@@ -50,7 +50,7 @@ from labkit.core.typing_throttle import TypingThrottle
 from labkit.server.client import Client
 from labkit.server.gateway import Gateway, GatewayConfig
 from labkit.server.gateway_parts import Route
-from labkit.server.redis.bus import RedisBus
+from labkit.server.redis.bus import Bus, RedisBus
 from labkit.server.redis.directory import Directory
 from labkit.server.redis.presence_store import PresenceStore
 from labkit.server.redis.store import AppendImpl, Store, connect
@@ -101,6 +101,7 @@ def build_gateway(
     impl: GatewayPieces | None = None,
     append_impl: AppendImpl | None = None,
     routes: Mapping[str, Route] | None = None,
+    bus_wrapper: Callable[[Bus], Bus] | None = None,
 ) -> Gateway:
     """A gateway wired to the Redis that ``make_client`` reaches (store, directory, bus, presence).
 
@@ -109,9 +110,13 @@ def build_gateway(
     routing table, channel feed and typing throttle (a learner's, with ``--impl exercises``)
     and ``append_impl`` a learner's sequencing script. ``routes`` answer plain HTTP on the
     gateway's port by path (``/ws`` stays the WebSocket endpoint, other paths get 404), so a
-    health check or a metrics page shares the port the clients reach.
+    health check or a metrics page shares the port the clients reach. ``bus_wrapper`` wraps
+    the gateway's bus (a routing design that counts or redirects what it carries).
     """
     client = make_client()
+    bus: Bus = RedisBus(make_client)
+    if bus_wrapper is not None:
+        bus = bus_wrapper(bus)
     core: FanoutCore[str, str] | None = None
     throttle: TypingThrottle | None = None
     if impl is not None:
@@ -121,7 +126,7 @@ def build_gateway(
         config,
         store=Store(client, append_impl=append_impl),
         directory=Directory(client),
-        bus=RedisBus(make_client),
+        bus=bus,
         secret=secret,
         presence=PresenceStore(client, heartbeat_s=config.heartbeat_s),
         clock=clock,

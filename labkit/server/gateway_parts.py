@@ -177,11 +177,17 @@ def route(
 
 
 async def close_within_grace(ws: ServerConnection, code: int, reason: str) -> None:
-    """Close with ``code``; a peer that has not answered within ``CLOSE_GRACE_S`` is cut off."""
+    """Close with ``code``; a peer that has not answered within ``CLOSE_GRACE_S`` is cut off,
+    and so is one whose close is cancelled (the gateway stopping) before it finished."""
+    closed = False
     try:
-        await asyncio.wait_for(ws.close(code, reason), CLOSE_GRACE_S)
+        async with asyncio.timeout(CLOSE_GRACE_S):
+            await ws.close(code, reason)
+        closed = True
     except (TimeoutError, ConnectionClosed, OSError):
-        if ws.transport is not None:
+        pass
+    finally:
+        if not closed and ws.transport is not None:
             ws.transport.abort()
 
 

@@ -36,9 +36,9 @@ class StoreRequests:
             states = await self.store.states(op.channels)
             return {ch: (st.head, st.epoch) for ch, st in states.items()}
         if isinstance(op, ev.ReadHistory):
-            return await self.store.history(op.channel, op.after, op.limit)
+            return await self.store.read_in_epoch(op.channel, op.after + 1, limit=op.limit)
         if isinstance(op, ev.ReadRange):
-            return await self.store.history_range(op.channel, op.first, op.last)
+            return await self.store.read_in_epoch(op.channel, op.first, op.last)
         if isinstance(op, ev.Append):
             return await self.messages.append(op.user, op.channel, op.post_id, op.text, op.now)
         return await self._membership_or_presence(op)

@@ -10,7 +10,9 @@ Rules (PROTOCOL.md, "Guarantees" 1–3, and docs/architecture.md, "Repair"):
 * **Lost tail.** Every ``head_check_s`` the store heads of all subscribed channels are read; a
   head above the feed is fetched. A feed whose first head read failed starts here.
 * **Epoch.** A head check that sees a new epoch resets the channel: every local member gets
-  ``reset`` (``epoch_changed``) and continues live from the new head.
+  ``reset`` (``epoch_changed``) and continues live from the new head. Every history read
+  carries the epoch it was read in; a read from a newer epoch is never delivered as the old
+  one's and starts a head check at once.
 * **Encode once.** Each message is written once, as stored, to all its live recipients.
 """
 
@@ -99,11 +101,21 @@ class Channels:
         epoch = st.epochs.get(channel)
         st.stats["fetches"] += 1
 
-        def fetched(items: Any, error: str | None) -> None:
+        def fetched(result: Any, error: str | None) -> None:
             if st.core.feeds.get(channel) is not feed or st.epochs.get(channel) != epoch:
                 return  # reset or re-created meanwhile: these seqs belong to another history
-            if error is not None or not items:
+            if error is not None:
                 st.core.fetch_failed(channel)  # the head check looks again
+                return
+            read_epoch, items = result
+            if read_epoch != epoch:
+                # The history was lost and restarted since this gateway last looked: these
+                # seqs are the new epoch's. Never deliver them as the old one's; look now.
+                st.core.fetch_failed(channel)
+                self.check_heads()
+                return
+            if not items:
+                st.core.fetch_failed(channel)
                 return
             self.apply(channel, st.core.on_fetched(channel, list(items)))
 

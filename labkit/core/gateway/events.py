@@ -43,7 +43,8 @@ class ReadStates:
 @dataclass(frozen=True, slots=True)
 class ReadHistory:
     """Stored messages with ``seq > after``, ascending, at most ``limit``.
-    Reply: ``list[tuple[int, str]]``, ``(seq, encoded message frame)``."""
+    Reply: ``(epoch, [(seq, encoded message frame), ...])``, the epoch read in the same instant
+    as the messages, so a page of a newer history is never taken for the old one."""
 
     channel: str
     after: int
@@ -52,7 +53,8 @@ class ReadHistory:
 
 @dataclass(frozen=True, slots=True)
 class ReadRange:
-    """Stored messages with ``first <= seq <= last``. Reply: ``list[tuple[int, str]]``."""
+    """Stored messages with ``first <= seq <= last``. Reply: ``(epoch, [(seq, frame), ...])``,
+    as for :class:`ReadHistory`."""
 
     channel: str
     first: int

@@ -159,10 +159,13 @@ class Handshake:
             self.attach_late(conn, channel, seq, upto, epoch)
             return
 
-        def paged(page: Any, error: str | None) -> None:
+        def paged(result: Any, error: str | None) -> None:
             if not conn.writable:
                 return
-            sent = [(s, raw) for s, raw in (page or []) if seq < s <= upto]
+            read_epoch, page = result if error is None else (epoch, [])
+            if read_epoch != epoch:
+                page = []  # the history was lost meanwhile: nothing of it is this epoch's
+            sent = [(s, raw) for s, raw in page if seq < s <= upto]
             for _s, raw in sent:
                 st.send_raw(conn, raw)
             if error is not None or not sent or sent[-1][0] >= upto:
@@ -201,9 +204,16 @@ class Handshake:
             return
         after, limit = cursor.seq, st.config.fill_page
 
-        def paged(page: Any, error: str | None) -> None:
+        def paged(result: Any, error: str | None) -> None:
             if not conn.writable or st.core.cursor(conn.id, channel) is not cursor:
                 conn.filling.discard(channel)
+                return
+            read_epoch, page = result if error is None else (None, [])
+            if read_epoch is not None and read_epoch != st.epochs.get(channel):
+                # A newer history than the one this connection is in: never send it as the
+                # old one's. The head check resets the channel; the fill resumes after that.
+                conn.fill_waiting.add(channel)
+                self.channels.check_heads()
                 return
             if error is not None or not page:
                 conn.fill_waiting.add(channel)  # store down, or an epoch reset under way

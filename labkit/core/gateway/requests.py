@@ -135,11 +135,11 @@ class Requests:
                 conn,
             )
 
-        def page_read(channel_head: int, page: Any, error: str | None) -> None:
+        def page_read(channel_head: int, result: Any, error: str | None) -> None:
             if error is not None:
                 self._unavailable(conn, error, frame.id)
             elif conn.writable:
-                raws = [raw for _seq, raw in page]
+                raws = [raw for _seq, raw in result[1]]
                 reply = p.encode_history_reply(frame.id, frame.channel, channel_head, raws)
                 st.send_raw(conn, reply)
 

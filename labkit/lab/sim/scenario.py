@@ -59,9 +59,10 @@ class SimConfig:
     notice the new epoch at their next head check and send ``reset`` (``epoch_changed``)."""
     data_loss_from_s: float = 1.0
     """Data losses fall at random times from here to the end of the faults. Until its next
-    head check a gateway delivers a new epoch's messages as if they continued the old one, which
-    two members can see as different messages under one seq when a channel is lost while its
-    head is low (docs/reliability.md); a later start keeps that case out."""
+    head check a gateway can take a new epoch's message from the bus as the old one's (a bus
+    message carries no epoch; history reads do), which two members can see as different
+    messages under one seq when a channel is lost while its head is low (docs/reliability.md);
+    a later start keeps that case out."""
     net_delay_ms: tuple[float, float] = (0.5, 2.0)
     """Client ↔ gateway latency."""
     store_delay_ms: tuple[float, float] = (0.1, 0.5)

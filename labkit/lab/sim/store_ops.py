@@ -32,10 +32,10 @@ def run_op(world: World, who: str, op: ev.StoreOp, reply: Callable[[object], Non
     if isinstance(op, ev.ReadStates):
         reply(store.states(op.channels))
     elif isinstance(op, ev.ReadHistory):
-        reply(store.history(op.channel, op.after, op.limit))
+        reply((store.epoch(op.channel), store.history(op.channel, op.after, op.limit)))
     elif isinstance(op, ev.ReadRange):
         world.say(who, f"fetches #{op.channel} {op.first}..{op.last} from the store")
-        reply(store.history_range(op.channel, op.first, op.last))
+        reply((store.epoch(op.channel), store.history_range(op.channel, op.first, op.last)))
     elif isinstance(op, ev.Append):
         _append(world, who, op, reply)
     elif isinstance(op, ev.Heartbeat):

@@ -268,6 +268,35 @@ class Store:
             )
         return _seq_frames(pairs)
 
+    async def read_in_epoch(
+        self, channel: str, first: int, last: int | None = None, *, limit: int | None = None
+    ) -> tuple[str, list[tuple[int, str]]]:
+        """The channel's epoch and its stored ``(seq, frame)`` pairs with ``first <= seq <=
+        last`` (at most ``limit``), read in one instant (a MULTI block).
+
+        A gateway that reads history to repair a feed or fill a connection must know which
+        history it read: after a data loss the seqs restart at 1 under a new epoch, and a page
+        of the new history must never be delivered as the old one's.
+        """
+        if (limit is not None and limit <= 0) or (last is not None and last < first):
+            return (await self.state(channel)).epoch, []
+        self.reads += 1
+        with reaching(self.redis, f"read the history of {channel!r}"):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(epoch_key(channel), self.new_epoch(), nx=True)
+                pipe.get(epoch_key(channel))
+                pipe.zrangebyscore(
+                    log_key(channel),
+                    first,
+                    "+inf" if last is None else last,
+                    start=None if limit is None else 0,
+                    num=limit,
+                    withscores=True,
+                    score_cast_func=int,
+                )
+                _, epoch, pairs = await pipe.execute()
+        return str(epoch), _seq_frames(pairs)
+
     async def state(self, channel: str) -> ChannelState:
         """Head and epoch of one channel; names the epoch if the channel has none yet."""
         return (await self.states([channel]))[channel]
