@@ -32,6 +32,11 @@ class Verdict:
     """For a gap: the inclusive range of seqs that never arrived."""
 
 
+_NEW = Verdict(NEW)
+_DUPLICATE = Verdict(DUPLICATE)
+"""The two verdicts that carry no range, made once: one per message adds up in a fanout."""
+
+
 class ClientState:
     """Per-channel ``last_seen`` and ``epoch``, updated by the frames the client receives."""
 
@@ -64,10 +69,10 @@ class ClientState:
         """Record an incoming message; a gap still advances ``last_seen`` (fetch the hole)."""
         last = self.last_seen.get(channel, 0)
         if seq <= last:
-            return Verdict(DUPLICATE)
+            return _DUPLICATE
         self.last_seen[channel] = seq
         if seq == last + 1:
-            return Verdict(NEW)
+            return _NEW
         return Verdict(GAP, (last + 1, seq - 1))
 
     def on_reset(self, channel: str, head: int, epoch: str) -> None:

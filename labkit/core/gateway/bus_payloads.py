@@ -117,9 +117,26 @@ def _membership(obj: dict[str, object]) -> MembershipChange | None:
     return MembershipChange(str(kind), user, channel, origin, head, epoch)
 
 
+def _message_fast(channel: str, payload: str) -> ChannelMessage | None:
+    """A stored message frame as labkit encodes it (``encode_message_parts``) has its seq at a
+    known place: read it without parsing the whole frame, once per gateway and message, on
+    the fanout's hot path. Anything else goes through the full parse."""
+    prefix = f'{{"type":"message","channel":{json.dumps(channel)},"seq":'
+    if not payload.startswith(prefix) or not payload.endswith("}"):
+        return None
+    end = payload.find(",", len(prefix))
+    digits = payload[len(prefix) : end]
+    return ChannelMessage(channel, int(digits), payload) if digits.isdigit() else None
+
+
 def decode(topic: str, payload: str) -> BusPayload | None:
     """Parse one bus payload; None for anything malformed (logged by the caller, never fatal:
     a bad payload on a shared bus must not take a gateway down)."""
+    channel = topic_channel(topic)
+    if channel is not None:
+        fast = _message_fast(channel, payload)
+        if fast is not None:
+            return fast
     try:
         obj = json.loads(payload)
     except ValueError:
@@ -130,7 +147,6 @@ def decode(topic: str, payload: str) -> BusPayload | None:
         return _transition(obj)
     if topic == CONTROL_TOPIC:
         return _membership(obj)
-    channel = topic_channel(topic)
     if channel is None:
         return None
     kind = obj.get("type")

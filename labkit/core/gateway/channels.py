@@ -24,7 +24,7 @@ from typing import Any
 from labkit.core import protocol as p
 from labkit.core.fanout import Outcome
 from labkit.core.gateway.bus_payloads import ChannelMessage
-from labkit.core.gateway.events import ConnId, ReadRange, ReadStates
+from labkit.core.gateway.events import Broadcast, ConnId, ReadRange, ReadStates
 from labkit.core.gateway.state import ConnState, GatewayState
 
 Fill = Callable[[ConnState, str], None]
@@ -85,9 +85,9 @@ class Channels:
         so a connection that fell behind is paged only after the live write it missed)."""
         st = self.st
         for _seq, raw, recipients in outcome.sends:
-            live = st.live_conns(recipients)
-            st.stats["deliveries"] += len(live)
-            st.broadcast(live, raw)
+            if recipients:  # routed connections are all live: a closing one left the table
+                st.stats["deliveries"] += len(recipients)
+                st.out.add(Broadcast(tuple(recipients), raw))
         if outcome.fetch is not None:
             self._fetch(channel, *outcome.fetch)
         for conn_id in outcome.fill:

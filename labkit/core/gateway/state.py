@@ -174,11 +174,14 @@ class GatewayState:
             self.out.add(Broadcast(tuple(c.id for c in conns), payload, droppable_above))
 
     def close(self, conn: ConnState, code: p.CloseCode, reason: str) -> None:
-        """Close once; nothing more is queued for a closing connection (bounded memory)."""
+        """Close once; nothing more is queued for a closing connection (bounded memory), so it
+        leaves the routing table at once: every fanout recipient is then a live connection."""
         if conn.phase is Phase.CLOSING:
             return
         conn.phase = Phase.CLOSING
         self.out.add(Close(conn.id, code, reason))
+        for channel in self.core.drop_connection(conn.id):
+            self.unsubscribe(channel)
 
     def request(self, op: StoreOp, then: Continuation, owner: ConnState | None = None) -> None:
         """Ask for ``op``; ``then(result, error)`` runs on the reply. With ``owner``, the request

@@ -66,8 +66,14 @@ class SimConn:
 
 
 def deliver_batch(conns: list[SimConn], payload: str) -> None:
-    """One fanout write reaching its recipients (the hot path of the whole simulation)."""
+    """One fanout write reaching its recipients (the hot path of the whole simulation): parsed
+    once for all of them, and a ``message`` goes straight to the clients' message handler."""
     frame = json.loads(payload)
+    if frame.get("type") == "message":
+        for conn in conns:
+            if conn.client_open:
+                conn.client.on_message(conn, frame)
+        return
     for conn in conns:
         if conn.client_open:
             conn.client.on_frame(conn, frame)

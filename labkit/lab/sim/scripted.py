@@ -71,6 +71,10 @@ class ScriptedClient(SimClient):
         self.conn = None
         self.welcomed = False
 
+    def on_message(self, conn: SimConn, frame: Frame) -> None:
+        """A fanout write: recorded like any other frame (no fast path needed here)."""
+        self.on_frame(conn, frame)
+
     def on_frame(self, conn: SimConn, frame: Frame) -> None:
         if conn is not self.conn or not conn.client_open:
             return
