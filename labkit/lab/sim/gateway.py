@@ -65,10 +65,24 @@ class SimConn:
         return f"SimConn({self.id}, {self.user})"
 
 
+_parsed: dict[str, Frame] = {}
+"""The last payloads parsed: every gateway writes a stored message as the same string, and
+the simulated clients of all of them share one parsed copy (as they share the frame)."""
+
+
+def _parse(payload: str) -> Frame:
+    frame = _parsed.get(payload)
+    if frame is None:
+        if len(_parsed) > 256:
+            _parsed.clear()
+        frame = _parsed[payload] = json.loads(payload)
+    return frame
+
+
 def deliver_batch(conns: list[SimConn], payload: str) -> None:
     """One fanout write reaching its recipients (the hot path of the whole simulation): parsed
     once for all of them, and a ``message`` goes straight to the clients' message handler."""
-    frame = json.loads(payload)
+    frame = _parse(payload)
     if frame.get("type") == "message":
         for conn in conns:
             if conn.client_open:
