@@ -30,7 +30,8 @@ from labkit.core.records import FrameRecord, Kind
 from labkit.lab.sim.network import Link
 
 if TYPE_CHECKING:
-    from labkit.lab.sim.gateway import SimConn, SimGateway
+    from labkit.lab.sim.conns import SimConn
+    from labkit.lab.sim.gateway import SimGateway
     from labkit.lab.sim.run import World
 
 Frame = dict[str, Any]

@@ -28,13 +28,13 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from labkit.core.auth import TokenError
 from labkit.core.gateway import (
     GatewayMachine,
     MachineConfig,
 )
 from labkit.core.gateway import events as ev
 from labkit.core.gateway.bus_payloads import CONTROL_TOPIC, PRESENCE_TOPIC
+from labkit.lab.sim.conns import SimConn, deliver_batch, deliver_many, sim_token_user
 from labkit.lab.sim.network import Link
 from labkit.lab.sim.store_ops import run_op
 
@@ -44,69 +44,6 @@ if TYPE_CHECKING:
 
 Frame = dict[str, Any]
 PRESENCE_OPS = (ev.Heartbeat, ev.Disconnect, ev.ExpirePresence, ev.ReadPresence)
-
-
-class SimConn:
-    """One client connection, as both ends see it."""
-
-    __slots__ = ("client", "client_open", "gateway", "gw_open", "id", "user")
-
-    def __init__(self, conn_id: str, client: SimClient, gateway: SimGateway) -> None:
-        self.id = conn_id
-        self.client = client
-        self.gateway = gateway
-        self.user = client.user
-        self.gw_open = True
-        """The gateway has not seen it close."""
-        self.client_open = True
-        """The client has not seen it close; frames arriving after that are lost."""
-
-    def __repr__(self) -> str:
-        return f"SimConn({self.id}, {self.user})"
-
-
-_parsed: dict[str, Frame] = {}
-"""The last payloads parsed: every gateway writes a stored message as the same string, and
-the simulated clients of all of them share one parsed copy (as they share the frame)."""
-
-
-def _parse(payload: str) -> Frame:
-    frame = _parsed.get(payload)
-    if frame is None:
-        if len(_parsed) > 256:
-            _parsed.clear()
-        frame = _parsed[payload] = json.loads(payload)
-    return frame
-
-
-def deliver_batch(conns: list[SimConn], payload: str) -> None:
-    """One fanout write reaching its recipients (the hot path of the whole simulation): parsed
-    once for all of them, and a ``message`` goes straight to the clients' message handler."""
-    frame = _parse(payload)
-    if frame.get("type") == "message":
-        for conn in conns:
-            if conn.client_open:
-                conn.client.on_message(conn, frame)
-        return
-    for conn in conns:
-        if conn.client_open:
-            conn.client.on_frame(conn, frame)
-
-
-def _deliver_many(conn: SimConn, payloads: list[str]) -> None:
-    """Frames written to one connection, arriving together and in order."""
-    client = conn.client
-    for payload in payloads:
-        if not conn.client_open:
-            return
-        client.on_frame(conn, json.loads(payload))
-
-
-def sim_token_user(token: str, now: float) -> str:
-    """Simulated clients present ``sim:<user>``; anything else is refused like a bad token."""
-    if not token.startswith("sim:"):
-        raise TokenError("malformed", "a simulated token is sim:<user>")
-    return token[4:]
 
 
 class SimGateway:
@@ -239,7 +176,7 @@ class SimGateway:
     def _flush(self, conn: SimConn | None, payloads: list[str]) -> None:
         if conn is not None and payloads:
             sched = self.world.sched
-            sched.at(self.down.arrival(sched.now), _deliver_many, conn, payloads)
+            sched.at(self.down.arrival(sched.now), deliver_many, conn, payloads)
 
     def _request(self, request: ev.Request) -> None:
         """The store runs ``request`` one latency from now; the reply comes one latency later."""

@@ -29,7 +29,8 @@ from labkit.core.gateway.bus_payloads import topic_channel
 from labkit.lab.difftest import scenario as sc
 from labkit.lab.difftest.observe import Transcript
 from labkit.lab.sim.client import SimClient
-from labkit.lab.sim.gateway import SimConn, SimGateway
+from labkit.lab.sim.conns import SimConn
+from labkit.lab.sim.gateway import SimGateway
 from labkit.lab.sim.run import World
 from labkit.lab.sim.scenario import SimConfig
 from labkit.lab.sim.store import SimStore
