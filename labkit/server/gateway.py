@@ -46,11 +46,6 @@ from labkit.server.requests import StoreRequests
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 1.0
-"""How long store and bus work in flight gets to finish when the gateway stops."""
-
-BusFilter = Callable[[str, str, Callable[[str, str], None]], None]
-
 
 class Gateway(parts.ConnectionViews):
     """One gateway: a websockets server and a bus subscription set around one machine.
@@ -94,7 +89,7 @@ class Gateway(parts.ConnectionViews):
         self.observers: list[Observer] = [observer] if observer is not None else []
         """Called with every event and the actions decided (widgets, logs, tests)."""
         self.sockets: dict[str, ServerConnection] = {}
-        self.bus_filter: BusFilter | None = None
+        self.bus_filter: parts.BusFilter | None = None
         """Fault injection: ``filter(topic, payload, deliver)`` decides what the bus did."""
         self.port = config.port
         self._server: Server | None = None
@@ -159,12 +154,12 @@ class Gateway(parts.ConnectionViews):
             task.cancel()
         work = [t for t in self._tasks if t not in self._service]
         if work:
-            await asyncio.wait(work, timeout=STOP_GRACE_S)
+            await asyncio.wait(work, timeout=parts.STOP_GRACE_S)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+            await asyncio.wait(tasks, timeout=parts.STOP_GRACE_S)
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -225,14 +220,18 @@ class Gateway(parts.ConnectionViews):
     def _carry_out(self, actions: list[ev.Action]) -> None:
         written: dict[str, ServerConnection] = {}
         subscribed: asyncio.Task[Any] | None = None
-        for action in actions:
-            if isinstance(action, ev.Broadcast):
+        sends: list[str] = []  # consecutive frames to one connection go out in one write
+        for i, action in enumerate(actions):
+            if isinstance(action, ev.Send):  # a reply, or a gap-fill page (paced)
+                sends.append(action.payload)
+                following = actions[i + 1] if i + 1 < len(actions) else None
+                if not isinstance(following, ev.Send) or following.conn != action.conn:
+                    if (ws := self.sockets.get(action.conn)) is not None:
+                        parts.write_many(ws, sends)
+                    sends = []
+            elif isinstance(action, ev.Broadcast):
                 targets = self._targets(action.conns, action.droppable_above, written)
                 broadcast(targets, action.payload)
-            elif isinstance(action, ev.Send):  # a reply, or a gap-fill page (paced)
-                ws = self.sockets.get(action.conn)
-                if ws is not None:
-                    broadcast([ws], action.payload)
             elif isinstance(action, ev.Request):
                 self._spawn(self._request(action, subscribed))
             elif isinstance(action, ev.Publish):

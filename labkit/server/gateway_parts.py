@@ -21,6 +21,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
+from websockets.protocol import State
 
 from labkit.core.fanout import FanoutCore
 from labkit.core.gateway import ConnState, GatewayMachine, MachineConfig
@@ -34,6 +35,12 @@ CLOSE_GRACE_S = 1.5
 """How long a connection being closed gets to read what is queued and the close frame, so it
 learns *why* (4008, 4002, 1012); then it is cut off. Under the protocol's 2 s delivery bound: a
 connection the gateway has stopped feeding must be gone by then."""
+
+STOP_GRACE_S = 1.0
+"""How long store and bus work in flight gets to finish when the gateway stops."""
+
+BusFilter = Callable[[str, str, Callable[[str, str], None]], None]
+"""Fault injection: ``filter(topic, payload, deliver)`` decides what the bus did."""
 
 Route = Callable[[ServerConnection, HttpRequest], Response]
 """A plain-HTTP handler on the gateway's port (the classroom page, ``/metrics``)."""
@@ -160,6 +167,23 @@ class ConnectionViews:
     @property
     def stats(self) -> dict[str, int]:
         return self.machine.stats
+
+
+def write_many(ws: ServerConnection, payloads: list[str]) -> None:
+    """Write frames to one connection without waiting, in one system call (a gap-fill page is a
+    hundred frames): what ``websockets.broadcast`` does for one frame, through the connection's
+    sans-I/O protocol, which frames each message, and its transport, which sends them together.
+    A connection that is not open, or is in the middle of a fragmented send, is skipped, as
+    ``broadcast`` skips it."""
+    if ws.protocol.state is not State.OPEN or ws.send_in_progress is not None:
+        return
+    try:
+        for payload in payloads:
+            ws.protocol.send_text(payload.encode())
+        chunks = ws.protocol.data_to_send()
+        ws.transport.writelines([chunk for chunk in chunks if chunk])
+    except Exception as exc:  # a write to a broken connection: its reader sees it close
+        log.warning("skipped a write to %s: %s", ws.id, exc)
 
 
 def route(
