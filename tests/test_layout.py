@@ -179,3 +179,19 @@ def test_core_and_server_modules_stay_small(module: str) -> None:
     """Each module of labkit.core and labkit.server reads in one sitting: at most 400 lines."""
     lines = len((ROOT / module).read_text().splitlines())
     assert lines <= MAX_LINES, f"{module} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_no_function_in_core_or_server_is_over_60_lines() -> None:
+    """The message path reads in small steps: no function or method of labkit.core or
+    labkit.server is longer than 60 lines."""
+    import ast
+
+    long = []
+    for folder in ("labkit/core", "labkit/server"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > 60:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert long == []

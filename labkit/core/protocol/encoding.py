@@ -78,23 +78,26 @@ def _presence_dict(p: Presence) -> dict[str, Any]:
     return {"type": "presence", "user": p.user, "status": p.status, "last_active": last_active}
 
 
+def _welcome_dict(frame: Welcome) -> dict[str, Any]:
+    hb = frame.heartbeat_s
+    return {
+        "type": "welcome",
+        "protocol": frame.protocol,
+        "user": frame.user,
+        "gateway": frame.gateway,
+        "heartbeat_s": int(hb) if float(hb).is_integer() else hb,
+        "channels": {
+            name: {"head": info.head, "epoch": info.epoch} for name, info in frame.channels.items()
+        },
+    }
+
+
 def _server_dict(frame: ServerFrame) -> dict[str, Any]:
     match frame:
         case Message():
             return _message_dict(frame)
         case Welcome():
-            hb = frame.heartbeat_s
-            return {
-                "type": "welcome",
-                "protocol": frame.protocol,
-                "user": frame.user,
-                "gateway": frame.gateway,
-                "heartbeat_s": int(hb) if float(hb).is_integer() else hb,
-                "channels": {
-                    name: {"head": info.head, "epoch": info.epoch}
-                    for name, info in frame.channels.items()
-                },
-            }
+            return _welcome_dict(frame)
         case Ack():
             return {
                 "type": "ack",
