@@ -57,8 +57,9 @@ QUIET_S = 0.1
 """Wall-clock seconds without a frame to any client that count as quiet (no ``expect``)."""
 HINTED_QUIET_S = 0.02
 """The same once the expected frames have arrived."""
-FINAL_QUIET_S = 0.2
-"""After the last step, wait longer: a straggler there would be missed by the comparison."""
+FINAL_QUIET_S = 0.1
+"""After the last step, always wait for this much quiet, hints or not: a straggler there would
+be missed by the comparison (two head-check periods, the time a repair takes)."""
 EXPECT_WAIT_S = 1.0
 """How long a step waits for the frames another run says are coming (repairs take < 0.2 s)."""
 MAX_STEP_S = 10.0
