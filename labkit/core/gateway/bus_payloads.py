@@ -88,6 +88,14 @@ def encode_transition(t: Transition) -> str:
     )
 
 
+def decode_transition(payload: str) -> Transition:
+    """Parse a :data:`PRESENCE_TOPIC` payload; ``ValueError`` if it is not one."""
+    t = decode(PRESENCE_TOPIC, payload)
+    if not isinstance(t, Transition):
+        raise ValueError(f"bad presence payload: {payload[:80]!r}")
+    return t
+
+
 def _number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)

@@ -31,25 +31,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from labkit.core.gateway.bus_payloads import (  # the topic names live with the payloads
+    CONTROL_TOPIC as CONTROL_TOPIC,
+)
+from labkit.core.gateway.bus_payloads import PRESENCE_TOPIC as PRESENCE_TOPIC
+from labkit.core.gateway.bus_payloads import channel_topic as channel_topic
+from labkit.core.gateway.bus_payloads import topic_channel as topic_channel
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, str], None]
 """``handler(topic, payload)``, called for each message received on a subscribed topic."""
 Resync = Callable[[], Awaitable[None]]
-
-CONTROL_TOPIC = "labkit:bus:ctl"
-PRESENCE_TOPIC = "labkit:bus:presence"
-
-
-def channel_topic(channel: str) -> str:
-    """The bus topic that carries a channel's ``message`` and ``typing`` frames."""
-    return f"labkit:bus:ch:{channel}"
-
-
-def topic_channel(topic: str) -> str | None:
-    """The inverse of :func:`channel_topic`; None for other topics."""
-    prefix = "labkit:bus:ch:"
-    return topic[len(prefix) :] if topic.startswith(prefix) else None
 
 
 class Bus:

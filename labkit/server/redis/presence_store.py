@@ -47,17 +47,20 @@ status only needs one heartbeat per ``expiry_s``, at the price of a coarser ``la
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from labkit.core.gateway.bus_payloads import (  # the payload codec lives with the others
+    PRESENCE_TOPIC as PRESENCE_TOPIC,
+)
+from labkit.core.gateway.bus_payloads import decode_transition as decode_transition
+from labkit.core.gateway.bus_payloads import encode_transition as encode_transition
 from labkit.core.presence import OFFLINE, ONLINE, Transition
 from labkit.server.redis.store import reaching
 
-PRESENCE_TOPIC = "labkit:bus:presence"
 ONLINE_KEY = "labkit:presence:online"
 LAST_ACTIVE_KEY = "labkit:presence:last_active"
 
@@ -235,31 +238,3 @@ class PresenceStore:
         with reaching(self.redis, "read presence"):
             users = await self.redis.zrangebyscore(ONLINE_KEY, f"({now - self.expiry_s!r}", "+inf")
         return {str(u) for u in users}
-
-
-def encode_transition(t: Transition) -> str:
-    """The payload published on :data:`PRESENCE_TOPIC` for ``t`` (compact JSON)."""
-    return json.dumps(
-        {"user": t.user, "status": t.status, "last_active": t.last_active, "at": t.at},
-        separators=(",", ":"),
-    )
-
-
-def decode_transition(s: str) -> Transition:
-    """Parse a :data:`PRESENCE_TOPIC` payload; ``ValueError`` if it is not one."""
-    try:
-        obj = json.loads(s)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"presence payload is not JSON: {s[:80]!r}") from err
-    if not isinstance(obj, dict):
-        raise ValueError("presence payload is not a JSON object")
-    user, status = obj.get("user"), obj.get("status")
-    last: object = obj.get("last_active")
-    at: object = obj.get("at")
-    if not isinstance(user, str) or status not in (ONLINE, OFFLINE):
-        raise ValueError(f"bad presence payload: {s[:80]!r}")
-    if not isinstance(at, int | float) or isinstance(at, bool):
-        raise ValueError(f"bad presence payload: {s[:80]!r}")
-    if last is not None and (not isinstance(last, int | float) or isinstance(last, bool)):
-        raise ValueError(f"bad presence payload: {s[:80]!r}")
-    return Transition(user, status, None if last is None else float(last), float(at))
