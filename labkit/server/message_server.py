@@ -73,26 +73,19 @@ class MessageServer:
         return Appended(verdict, appended.seq, appended.ts, appended.raw)
 
     async def post(self, user: str, frame: Post) -> Ack:
-        """Accept ``frame`` from ``user`` and return the ack; raises :class:`ProtocolError`."""
+        """Accept ``frame`` from ``user``: :meth:`append`, then publish, then the ack (what the
+        gateway machine does for a post, for callers with no gateway: a benchmark's driver, a
+        test). Raises :class:`ProtocolError` with the error a gateway would answer."""
         try:
-            if not await self.directory.is_member(user, frame.channel):
-                raise ProtocolError(
-                    ErrorCode.NOT_MEMBER,
-                    f"{user} is not a member of #{frame.channel}; join it first",
-                    frame.id,
-                )
-            appended = await self.store.append(
-                frame.channel, user, frame.id, frame.text, now=self.clock()
-            )
-        except IdConflict as exc:
-            raise ProtocolError(
-                ErrorCode.INVALID,
-                f"post id {frame.id!r} was already used for a different channel or text ({exc})",
-                frame.id,
-            ) from exc
+            appended = await self.append(user, frame.channel, frame.id, frame.text, self.clock())
         except StoreUnavailable as exc:
             raise ProtocolError(ErrorCode.UNAVAILABLE, f"{exc}; retry later", frame.id) from exc
-        self.posts += 1
+        if appended.verdict == "not_member":
+            message = f"{user} is not a member of #{frame.channel}; join it first"
+            raise ProtocolError(ErrorCode.NOT_MEMBER, message, frame.id)
+        if appended.verdict == "conflict":
+            message = f"post id {frame.id!r} was already used for a different channel or text"
+            raise ProtocolError(ErrorCode.INVALID, message, frame.id)
         try:
             await self.bus.publish(channel_topic(frame.channel), appended.raw)
         except (RedisError, OSError) as exc:
