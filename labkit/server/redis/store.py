@@ -67,6 +67,20 @@ def _seq_frames(pairs: Iterable[Any]) -> list[tuple[int, str]]:
     return [(int(score), str(raw)) for raw, score in pairs]
 
 
+def _read_range(target: Any, channel: str, first: int, last: int | None, limit: int | None) -> Any:
+    """ZRANGEBYSCORE ... WITHSCORES of the channel's log, ``first <= seq <= last`` (no upper
+    bound for None), at most ``limit``: on a client (await it) or queued on a pipeline."""
+    return target.zrangebyscore(
+        log_key(channel),
+        first,
+        "+inf" if last is None else last,
+        start=None if limit is None else 0,
+        num=limit,
+        withscores=True,
+        score_cast_func=int,
+    )
+
+
 def random_epoch() -> str:
     """8 random base-36 characters. Unseeded on purpose: after Redis loses its data, two
     processes seeded alike would mint the *same* epoch, and clients would miss the reset."""
@@ -245,15 +259,7 @@ class Store:
             return []
         self.reads += 1
         with reaching(self.redis, f"read the history of {channel!r}"):
-            pairs = await self.redis.zrangebyscore(
-                log_key(channel),
-                after + 1,
-                "+inf",
-                start=0,
-                num=limit,
-                withscores=True,
-                score_cast_func=int,
-            )
+            pairs = await _read_range(self.redis, channel, after + 1, None, limit)
         return _seq_frames(pairs)
 
     async def history_range(self, channel: str, first: int, last: int) -> list[tuple[int, str]]:
@@ -263,9 +269,7 @@ class Store:
             return []
         self.reads += 1
         with reaching(self.redis, f"read the history of {channel!r}"):
-            pairs = await self.redis.zrangebyscore(
-                log_key(channel), first, last, withscores=True, score_cast_func=int
-            )
+            pairs = await _read_range(self.redis, channel, first, last, None)
         return _seq_frames(pairs)
 
     async def read_in_epoch(
@@ -285,15 +289,7 @@ class Store:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.set(epoch_key(channel), self.new_epoch(), nx=True)
                 pipe.get(epoch_key(channel))
-                pipe.zrangebyscore(
-                    log_key(channel),
-                    first,
-                    "+inf" if last is None else last,
-                    start=None if limit is None else 0,
-                    num=limit,
-                    withscores=True,
-                    score_cast_func=int,
-                )
+                _read_range(pipe, channel, first, last, limit)
                 _, epoch, pairs = await pipe.execute()
         return str(epoch), _seq_frames(pairs)
 
