@@ -315,14 +315,7 @@ class WatchWritable:
     conn: ConnId
 
 
-@dataclass(frozen=True, slots=True)
-class Stopped:
-    """Every connection is closed after a :class:`Drain`: the driver may exit."""
-
-
-Action = (
-    Send | Broadcast | Close | Subscribe | Unsubscribe | Publish | Request | WatchWritable | Stopped
-)
+Action = Send | Broadcast | Close | Subscribe | Unsubscribe | Publish | Request | WatchWritable
 
 
 @dataclass(slots=True)

@@ -44,7 +44,6 @@ class Flow:
 
     def drain(self) -> None:
         st = self.st
-        st.draining = True
         reconnect = p.encode(p.Reconnect("draining"))
         for conn in list(st.conns.values()):
             if conn.phase is not Phase.CLOSING:

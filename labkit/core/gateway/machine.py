@@ -212,7 +212,6 @@ class GatewayMachine:
 
     def _on_tick(self, now: float) -> None:
         st = self.st
-        st.now = now
         for conn in list(st.conns.values()):
             self.handshake.hello_timeout(conn, now)
             self.flow.check_silence(conn, now)

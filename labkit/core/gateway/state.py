@@ -148,8 +148,6 @@ class GatewayState:
         self.pending: dict[int, tuple[Continuation, ConnState | None]] = {}
         self._request_ids = itertools.count(1)
         self.out = Outbox()
-        self.now = 0.0
-        self.draining = False
         self.stats: dict[str, int] = {
             "deliveries": 0,
             "fills": 0,
